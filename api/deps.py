@@ -1,0 +1,154 @@
+"""Request dependencies: the database session, the keyring, the caller and their access.
+
+Every group-scoped route declares what it needs with one of the `Access` dependencies below;
+tests/test_authorization.py finds them on each route and checks the 404/403 matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from api.state import AppState
+from companion.accounts import service as accounts
+from companion.errors import DomainError, Forbidden, NotFound
+from companion.groups import service as groups
+from companion.groups.views import Role
+from companion.sessions import service as sessions
+from companion.store.keyring import Keyring
+from companion.store.models import CodevSession, Group, User
+
+
+class Unauthenticated(DomainError):
+    status = 401
+
+
+def app_state(request: Request) -> AppState:
+    state: AppState = request.app.state.companion
+    return state
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """One transaction per request, committed before the response is sent."""
+    with app_state(request).sessions() as db:
+        try:
+            yield db
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+
+
+SessionDep = Annotated[Session, Depends(get_db, scope="function")]
+
+
+def get_keys(request: Request, db: SessionDep) -> Keyring:
+    return Keyring(db, app_state(request).master)
+
+
+KeysDep = Annotated[Keyring, Depends(get_keys)]
+
+_bearer = HTTPBearer(auto_error=False, description="Token printed by `companion users create`.")
+
+
+def current_user(
+    db: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    if credentials is None:
+        raise Unauthenticated("Send your token as 'Authorization: Bearer <token>'.")
+    user = accounts.authenticate(db, credentials.credentials)
+    if user is None:
+        raise Unauthenticated("This token is unknown or revoked.")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def admin_user(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise Forbidden("This needs an administrator account.")
+    return user
+
+
+AdminUser = Annotated[User, Depends(admin_user)]
+
+
+class Need(StrEnum):
+    """What a route needs of the caller, from the weakest to the strongest."""
+
+    member = "member"  # any member of the group
+    facilitator = "facilitator"  # a facilitator of the group
+    manage = "manage"  # a facilitator of the group, or an administrator
+    participant = "participant"  # in the session: client, consultant or its facilitator
+    client = "client"  # the client of the session
+
+
+@dataclass
+class GroupContext:
+    group: Group
+    user: User
+    role: Role | None  # None for an administrator who is not a member
+
+
+@dataclass
+class SessionContext(GroupContext):
+    session: CodevSession
+
+
+def _group_access(db: Session, user: User, group_id: str, need: Need) -> GroupContext:
+    group = db.get(Group, group_id)
+    member = groups.membership(db, group_id, user.id) if group else None
+    if group is not None and member is None and need is Need.manage and user.is_admin:
+        return GroupContext(group, user, None)
+    if group is None or member is None:
+        raise NotFound(f"No group with id {group_id} among your groups.")
+    role = Role(member.role)
+    if need in (Need.facilitator, Need.manage) and role is not Role.facilitator:
+        raise Forbidden("This needs the facilitator role in this group.")
+    return GroupContext(group, user, role)
+
+
+class Access:
+    need: Need
+
+
+class GroupAccess(Access):
+    def __init__(self, need: Need) -> None:
+        self.need = need
+
+    def __call__(self, group_id: str, db: SessionDep, user: CurrentUser) -> GroupContext:
+        return _group_access(db, user, group_id, self.need)
+
+
+class SessionAccess(Access):
+    def __init__(self, need: Need) -> None:
+        self.need = need
+
+    def __call__(
+        self, group_id: str, session_id: str, db: SessionDep, user: CurrentUser
+    ) -> SessionContext:
+        group_need = Need.facilitator if self.need is Need.facilitator else Need.member
+        ctx = _group_access(db, user, group_id, group_need)
+        session = sessions.get_session(db, ctx.group, session_id)
+        if self.need is Need.participant and user.id not in sessions.participants(db, session):
+            raise Forbidden("Only the session's participants (client, consultants, facilitator) can do this.")
+        if self.need is Need.client and user.id != session.client_id:
+            raise Forbidden("Only the client of this session can do this.")
+        return SessionContext(ctx.group, user, ctx.role, session)
+
+
+GroupMember = Annotated[GroupContext, Depends(GroupAccess(Need.member))]
+GroupFacilitator = Annotated[GroupContext, Depends(GroupAccess(Need.facilitator))]
+GroupManager = Annotated[GroupContext, Depends(GroupAccess(Need.manage))]
+SessionMember = Annotated[SessionContext, Depends(SessionAccess(Need.member))]
+SessionFacilitator = Annotated[SessionContext, Depends(SessionAccess(Need.facilitator))]
+SessionParticipant = Annotated[SessionContext, Depends(SessionAccess(Need.participant))]
+SessionClient = Annotated[SessionContext, Depends(SessionAccess(Need.client))]

@@ -1,0 +1,65 @@
+"""Every error answers JSON `{"detail": "<what to fix>"}`; validation errors also list fields."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from companion.errors import DomainError
+from companion.store.keyring import KeyGone
+from companion.vault import IntegrityError, MasterKeyError
+
+log = logging.getLogger(__name__)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "request"
+
+
+def _message(err: dict[str, Any]) -> str:
+    msg = str(err.get("msg", "invalid value"))
+    return msg.removeprefix("Value error, ")
+
+
+async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        detail = errors[0].get("ctx", {}).get("error", "")
+        return JSONResponse(
+            status_code=400,
+            content={"detail": f"The request body is not valid JSON ({detail}); send a JSON object."},
+        )
+    fields = [{"field": _field(e.get("loc", ())), "message": _message(e)} for e in errors]
+    summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+    return JSONResponse(status_code=422, content={"detail": f"Invalid request: {summary}", "errors": fields})
+
+
+async def domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None  # noqa: PLR2004
+    return JSONResponse(status_code=exc.status, content={"detail": str(exc)}, headers=headers)
+
+
+async def integrity_error(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("Sealed data failed to open: %s", exc)
+    return JSONResponse(
+        status_code=500,
+        content={"detail": f"Stored data failed its integrity check and was not returned: {exc}"},
+    )
+
+
+async def key_gone(_request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=410, content={"detail": str(exc)})
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(DomainError, domain_error)
+    app.add_exception_handler(IntegrityError, integrity_error)
+    app.add_exception_handler(MasterKeyError, integrity_error)
+    app.add_exception_handler(KeyGone, key_gone)

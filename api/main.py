@@ -1,0 +1,69 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import errors
+from api.limits import BodyLimit
+from api.routes import (
+    action_plan,
+    audit,
+    contract,
+    cycles,
+    groups,
+    health,
+    learnings,
+    members,
+    notes,
+    phases,
+    sessions,
+    users,
+)
+from api.state import AppState
+from companion.config import Settings, get_settings
+from companion.runtime import open_store
+
+API_PREFIX = "/api/v1"
+
+# Every resource router, mounted under API_PREFIX (health stays at the root).
+ROUTERS = (
+    users.router,
+    groups.router,
+    members.router,
+    cycles.router,
+    sessions.router,
+    phases.router,
+    notes.router,
+    contract.router,
+    action_plan.router,
+    learnings.router,
+    audit.router,
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = open_store(settings)
+        app.state.companion = AppState(settings, store.engine, store.sessions, store.master)
+        yield
+        store.engine.dispose()
+
+    app = FastAPI(
+        title="Codev Companion",
+        version="0.1.0",
+        summary="Accompanies professional co-development groups; everything sealed per group.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.include_router(health.router)
+    for router in ROUTERS:
+        app.include_router(router, prefix=API_PREFIX)
+    return app

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import AdminUser, GroupManager, SessionDep
+from companion.audit import service
+from companion.audit.service import AuditEntry
+
+router = APIRouter(tags=["audit"])
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+@router.get("/groups/{group_id}/audit")
+def group_audit(
+    ctx: GroupManager, db: SessionDep, limit: Limit = 200, offset: Offset = 0
+) -> list[AuditEntry]:
+    """Who did what in this group and when; never content. Newest first."""
+    return service.entries(db, ctx.group.id, limit, offset)
+
+
+@router.get("/audit")
+def all_audit(
+    _admin: AdminUser, db: SessionDep, limit: Limit = 200, offset: Offset = 0
+) -> list[AuditEntry]:
+    """The whole deployment's audit log, for administrators."""
+    return service.entries(db, None, limit, offset)

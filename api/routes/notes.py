@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import KeysDep, SessionDep, SessionMember, SessionParticipant
+from companion.method.phases import Phase
+from companion.sessions import content
+from companion.sessions.views import NoteCreate, NoteView
+
+router = APIRouter(prefix="/groups/{group_id}/sessions/{session_id}/notes", tags=["notes"])
+
+
+@router.get("")
+def list_notes(
+    ctx: SessionMember, db: SessionDep, keys: KeysDep, phase: Phase | None = None
+) -> list[NoteView]:
+    return content.notes(db, keys, ctx.session, phase)
+
+
+@router.post("", status_code=201)
+def add_note(spec: NoteCreate, ctx: SessionParticipant, db: SessionDep, keys: KeysDep) -> NoteView:
+    """A typed note for the phase that is running, attributed to its author."""
+    note = content.add_note(db, keys, ctx.user, ctx.session, spec.body)
+    return next(n for n in content.notes(db, keys, ctx.session) if n.id == note.id)

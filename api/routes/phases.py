@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import KeysDep, SessionDep, SessionFacilitator, SessionMember
+from companion.method.phases import Phase
+from companion.sessions import service
+from companion.sessions.views import PhaseView, SessionView
+
+router = APIRouter(prefix="/groups/{group_id}/sessions/{session_id}/phases", tags=["phases"])
+
+
+@router.get("")
+def list_phases(ctx: SessionMember, db: SessionDep, keys: KeysDep) -> list[PhaseView]:
+    return service.view(db, keys, ctx.group, ctx.session).phases
+
+
+@router.post("/{phase}/start", responses={409: {"description": "Not allowed now."}})
+def start_phase(phase: Phase, ctx: SessionFacilitator, db: SessionDep, keys: KeysDep) -> SessionView:
+    """Phases run strictly in order; a 409 says what is allowed now."""
+    session = service.get_session(db, ctx.group, ctx.session.id, lock=True)
+    service.move(db, ctx.user, session, phase, start=True)
+    return service.view(db, keys, ctx.group, session)
+
+
+@router.post("/{phase}/end", responses={409: {"description": "Not allowed now."}})
+def end_phase(phase: Phase, ctx: SessionFacilitator, db: SessionDep, keys: KeysDep) -> SessionView:
+    """Ending the last phase closes the session, which becomes read-only."""
+    session = service.get_session(db, ctx.group, ctx.session.id, lock=True)
+    service.move(db, ctx.user, session, phase, start=False)
+    return service.view(db, keys, ctx.group, session)

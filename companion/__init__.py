@@ -1,0 +1,1 @@
+"""Codev Companion: the domain and its services, importable without FastAPI."""

@@ -1,0 +1,1 @@
+"""User accounts and bearer tokens (stored as argon2 hashes)."""

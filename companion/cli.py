@@ -1,0 +1,97 @@
+"""The `companion` command: serve, manage accounts, rotate keys, migrate."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from companion.accounts import service as accounts
+from companion.audit import service as audit
+from companion.config import Settings
+from companion.runtime import open_store, rotate_master_key
+from companion.store.keyring import Keyring
+
+app = typer.Typer(help="Codev Companion: the co-development session companion.", no_args_is_help=True)
+users_app = typer.Typer(help="Accounts and tokens.", no_args_is_help=True)
+keys_app = typer.Typer(help="The master key.", no_args_is_help=True)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+DataDir = Annotated[
+    Path | None, typer.Option(help="Data directory (env COMPANION_DATA_DIR).", show_default=False)
+]
+
+
+def _settings(data_dir: Path | None, **overrides: object) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface (env COMPANION_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env COMPANION_PORT).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the HTTP service (OpenAPI at /docs)."""
+    import uvicorn
+
+    from api.main import create_app
+
+    settings = _settings(data_dir, host=host, port=port)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+
+
+def _create_user(data_dir: Path | None, name: str, *, is_admin: bool) -> None:
+    store = open_store(_settings(data_dir))
+    with store.sessions() as db, db.begin():
+        user = accounts.create_user(db, Keyring(db, store.master), name, is_admin=is_admin)
+        token = accounts.issue_token(db, user)
+        audit.record(db, None, None, "user.create", "user", user.id)
+    typer.echo(f"user id: {user.id}")
+    typer.echo(f"token:   {token}")
+    typer.echo("The token is shown once; keep it safe.", err=True)
+
+
+@users_app.command("create-admin")
+def create_admin(
+    name: Annotated[str, typer.Option(help="Display name.")] = "Admin", data_dir: DataDir = None
+) -> None:
+    """Create an administrator and print its token once."""
+    _create_user(data_dir, name, is_admin=True)
+
+
+@users_app.command("create")
+def create(
+    name: Annotated[str, typer.Option(help="Display name.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Create an account and print its token once."""
+    _create_user(data_dir, name, is_admin=False)
+
+
+@keys_app.command("rotate")
+def rotate(
+    data_dir: DataDir = None,
+    new_key_file: Annotated[
+        Path | None, typer.Option(help="Also write the new key here (required with an env key).")
+    ] = None,
+) -> None:
+    """Re-wrap every data key under a new master key, without rewriting any data."""
+    new, count = rotate_master_key(_settings(data_dir), new_key_file)
+    typer.echo(f"Re-wrapped {count} data keys under the new master key {new.key_id}.")
+
+
+@db_app.command("upgrade")
+def upgrade(data_dir: DataDir = None) -> None:
+    """Apply the database migrations (the service also does it at start)."""
+    open_store(_settings(data_dir)).engine.dispose()
+    typer.echo("The database schema is up to date.")

@@ -1,0 +1,43 @@
+"""All settings in one place; every field can be set with a COMPANION_ environment variable."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COMPANION_", env_file=None, extra="ignore")
+
+    data_dir: Path = Field(default=Path("data"), description="Where the embedded defaults live.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite file under the data dir."
+    )
+    master_key: str | None = Field(
+        default=None, description="Base64 master key (32 bytes); overrides master_key_file."
+    )
+    master_key_file: Path | None = Field(
+        default=None, description="Master key file; default: <data_dir>/master.key, created once."
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_text_chars: int = Field(default=20_000, description="Longest note or learning.")
+    max_request_bytes: int = Field(default=1_000_000, description="Largest JSON request body.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'companion.db').resolve()}"
+
+    @property
+    def resolved_master_key_file(self) -> Path:
+        return self.master_key_file or self.data_dir / "master.key"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

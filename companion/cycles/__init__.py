@@ -1,0 +1,1 @@
+"""Cycles: as many sessions as members, each member client once."""

@@ -1,0 +1,185 @@
+"""Groups and membership. A group's data key is created with it and shredded with it."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from companion.accounts.service import get_user, user_name
+from companion.audit import service as audit
+from companion.errors import Conflict, Invalid, NotFound
+from companion.groups.views import (
+    GroupCreate,
+    GroupUpdate,
+    GroupView,
+    MemberView,
+    Role,
+)
+from companion.method.phases import Language, Phase, default_timeboxes
+from companion.store.keyring import Keyring
+from companion.store.models import (
+    AuditEvent,
+    CodevSession,
+    Group,
+    Membership,
+    User,
+    new_id,
+)
+
+
+def _not_found(group_id: str) -> NotFound:
+    return NotFound(f"No group with id {group_id} among your groups.")
+
+
+def get_group(db: Session, group_id: str) -> Group:
+    group = db.get(Group, group_id)
+    if group is None:
+        raise _not_found(group_id)
+    return group
+
+
+def membership(db: Session, group_id: str, user_id: str) -> Membership | None:
+    return db.scalar(
+        select(Membership).where(Membership.group_id == group_id, Membership.user_id == user_id)
+    )
+
+
+def timeboxes(group: Group) -> dict[Phase, int]:
+    merged = default_timeboxes()
+    merged.update({Phase(k): v for k, v in group.timeboxes.items()})
+    return merged
+
+
+def view(keys: Keyring, group: Group, my_role: Role | None = None) -> GroupView:
+    return GroupView(
+        id=group.id,
+        name=keys.open(group.id, group, "name"),
+        language=Language(group.language),
+        policy=group.policy,
+        timeboxes=timeboxes(group),
+        keep_audio=group.keep_audio,
+        created_at=group.created_at,
+        my_role=my_role,
+    )
+
+
+def create_group(db: Session, keys: Keyring, actor: User, spec: GroupCreate) -> Group:
+    group = Group(
+        id=new_id(),
+        language=spec.language,
+        policy=spec.policy,
+        timeboxes={str(k): v for k, v in (spec.timeboxes or {}).items()},
+        keep_audio=spec.keep_audio,
+    )
+    keys.create(group.id)
+    keys.seal(group.id, group, "name", spec.name)
+    db.add(group)
+    db.flush()
+    for user_id in dict.fromkeys(spec.facilitator_ids):
+        _add(db, group, user_id, Role.facilitator)
+    audit.record(db, actor.id, group.id, "group.create", "group", group.id)
+    return group
+
+
+def update_group(db: Session, keys: Keyring, actor: User, group: Group, spec: GroupUpdate) -> Group:
+    changes = spec.model_dump(exclude_unset=True)
+    if "name" in changes and spec.name is not None:
+        keys.seal(group.id, group, "name", spec.name)
+    for attr in ("language", "policy", "keep_audio"):
+        if changes.get(attr) is not None:
+            setattr(group, attr, changes[attr])
+    if spec.timeboxes is not None:
+        merged = dict(group.timeboxes)
+        merged.update({str(k): v for k, v in spec.timeboxes.items()})
+        group.timeboxes = merged
+    audit.record(db, actor.id, group.id, "group.update", "group", group.id)
+    return group
+
+
+def delete_group(db: Session, keys: Keyring, actor: User, group: Group) -> None:
+    """Crypto-shredding: the key goes first, then the rows; the audit keeps only the event."""
+    keys.shred(group.id)
+    # Sessions reference users; delete them explicitly so no backend depends on cascade order.
+    db.execute(delete(CodevSession).where(CodevSession.group_id == group.id))
+    db.execute(delete(AuditEvent).where(AuditEvent.group_id == group.id))
+    db.delete(group)
+    audit.record(db, actor.id, None, "group.delete", "group", group.id)
+
+
+def _add(db: Session, group: Group, user_id: str, role: Role) -> Membership:
+    try:
+        get_user(db, user_id)
+    except NotFound as exc:
+        raise Invalid(f"No user with id {user_id}; create the account first.") from exc
+    if membership(db, group.id, user_id) is not None:
+        raise Conflict(f"User {user_id} is already a member of this group.")
+    member = Membership(id=new_id(), group_id=group.id, user_id=user_id, role=role)
+    db.add(member)
+    db.flush()
+    return member
+
+
+def add_member(db: Session, actor: User, group: Group, user_id: str, role: Role) -> Membership:
+    member = _add(db, group, user_id, role)
+    audit.record(db, actor.id, group.id, "member.add", "user", user_id)
+    return member
+
+
+def _existing(db: Session, group: Group, user_id: str) -> Membership:
+    member = membership(db, group.id, user_id)
+    if member is None:
+        raise NotFound(f"User {user_id} is not a member of this group.")
+    return member
+
+
+def _keep_a_facilitator(db: Session, group: Group, leaving: Membership) -> None:
+    if leaving.role != Role.facilitator:
+        return
+    others = db.scalars(
+        select(Membership).where(
+            Membership.group_id == group.id,
+            Membership.role == Role.facilitator,
+            Membership.id != leaving.id,
+        )
+    ).all()
+    if not others:
+        raise Conflict("A group keeps at least one facilitator; appoint another one first.")
+
+
+def set_role(db: Session, actor: User, group: Group, user_id: str, role: Role) -> Membership:
+    member = _existing(db, group, user_id)
+    if role != Role.facilitator:
+        _keep_a_facilitator(db, group, member)
+    member.role = role
+    audit.record(db, actor.id, group.id, "member.role", "user", user_id)
+    return member
+
+
+def remove_member(db: Session, actor: User, group: Group, user_id: str) -> None:
+    member = _existing(db, group, user_id)
+    _keep_a_facilitator(db, group, member)
+    db.delete(member)
+    audit.record(db, actor.id, group.id, "member.remove", "user", user_id)
+
+
+def members(db: Session, keys: Keyring, group: Group) -> list[MemberView]:
+    rows = db.execute(
+        select(Membership, User)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.group_id == group.id)
+        .order_by(Membership.joined_at, Membership.id)
+    ).all()
+    return [
+        MemberView(user_id=u.id, name=user_name(keys, u), role=m.role, joined_at=m.joined_at)
+        for m, u in rows
+    ]
+
+
+def groups_of(db: Session, user: User) -> list[tuple[Group, Role]]:
+    rows = db.execute(
+        select(Group, Membership.role)
+        .join(Membership, Membership.group_id == Group.id)
+        .where(Membership.user_id == user.id)
+        .order_by(Group.created_at)
+    ).all()
+    return [(g, Role(r)) for g, r in rows]

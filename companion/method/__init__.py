@@ -1,0 +1,1 @@
+"""The co-development method: phases, the session state machine, rotation. Imports nothing else."""

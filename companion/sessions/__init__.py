@@ -1,0 +1,1 @@
+"""Sessions: the six phases in order, and the content each phase produces."""

@@ -1,0 +1,233 @@
+"""Tables. Columns ending in `_sealed` hold AES-GCM ciphertext; everything else is metadata.
+
+Names of people and every free text are sealed; ids, roles, statuses, timestamps and due
+dates stay clear because queries need them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that always comes back timezone-aware in UTC (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: store timezone-aware UTC timestamps")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def _id() -> Mapped[str]:
+    return mapped_column(String(36), primary_key=True, default=new_id)
+
+
+def _group_fk() -> Mapped[str]:
+    return mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), index=True)
+
+
+def _session_fk() -> Mapped[str]:
+    return mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(UTCDateTime(), default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = _id()
+    name_sealed: Mapped[bytes] = mapped_column(LargeBinary)  # sealed with the system key
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[str] = _id()
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _created()
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class DataKeyRow(Base):
+    """A data key wrapped by the master key. scope: a group id or 'system'."""
+
+    __tablename__ = "data_keys"
+    id: Mapped[str] = _id()
+    scope: Mapped[str] = mapped_column(String(64), unique=True)
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = _created()
+
+
+class Group(Base):
+    __tablename__ = "groups"
+    id: Mapped[str] = _id()
+    name_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    language: Mapped[str] = mapped_column(String(2))
+    policy: Mapped[str] = mapped_column(String(20))
+    timeboxes: Mapped[dict[str, int]] = mapped_column(JSON)
+    keep_audio: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("group_id", "user_id"),)
+    id: Mapped[str] = _id()
+    group_id: Mapped[str] = _group_fk()
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    joined_at: Mapped[datetime] = _created()
+
+
+class Cycle(Base):
+    __tablename__ = "cycles"
+    __table_args__ = (UniqueConstraint("group_id", "number"),)
+    id: Mapped[str] = _id()
+    group_id: Mapped[str] = _group_fk()
+    number: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = _created()
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class CodevSession(Base):
+    """One co-development session (a 'séance'); `completed`/`running` mirror PhaseState."""
+
+    __tablename__ = "sessions"
+    id: Mapped[str] = _id()
+    group_id: Mapped[str] = _group_fk()
+    cycle_id: Mapped[str] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    facilitator_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    completed: Mapped[int] = mapped_column(Integer, default=0)
+    running: Mapped[str | None] = mapped_column(String(20))
+    override_reason_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created()
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Participant(Base):
+    __tablename__ = "session_participants"
+    __table_args__ = (UniqueConstraint("session_id", "user_id"),)
+    id: Mapped[str] = _id()
+    session_id: Mapped[str] = _session_fk()
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    role: Mapped[str] = mapped_column(String(20))  # client | consultant | facilitator
+
+
+class PhaseRun(Base):
+    __tablename__ = "phase_runs"
+    __table_args__ = (UniqueConstraint("session_id", "phase"),)
+    id: Mapped[str] = _id()
+    session_id: Mapped[str] = _session_fk()
+    phase: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime] = _created()
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Note(Base):
+    __tablename__ = "notes"
+    id: Mapped[str] = _id()
+    session_id: Mapped[str] = _session_fk()
+    phase: Mapped[str] = mapped_column(String(20))
+    author_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    body_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created()
+
+
+class Contract(Base):
+    __tablename__ = "contracts"
+    id: Mapped[str] = _id()
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), unique=True
+    )
+    text_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    confirmed_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    confirmed_at: Mapped[datetime] = _created()
+
+
+class Action(Base):
+    __tablename__ = "actions"
+    id: Mapped[str] = _id()
+    session_id: Mapped[str] = _session_fk()
+    objective_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    first_step_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    indicator_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    due_date: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(10), default="open")
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
+class ActionProgress(Base):
+    __tablename__ = "action_progress"
+    id: Mapped[str] = _id()
+    action_id: Mapped[str] = mapped_column(ForeignKey("actions.id", ondelete="CASCADE"), index=True)
+    author_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    note_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    noted_on: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = _created()
+
+
+class Learning(Base):
+    __tablename__ = "learnings"
+    __table_args__ = (UniqueConstraint("session_id", "user_id"),)
+    id: Mapped[str] = _id()
+    session_id: Mapped[str] = _session_fk()
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    text_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    rating: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _created()
+
+
+class AuditEvent(Base):
+    """Who did what on which group, when. Never content."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[str] = _id()
+    at: Mapped[datetime] = _created()
+    actor_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    group_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    action: Mapped[str] = mapped_column(String(60))
+    target_type: Mapped[str | None] = mapped_column(String(30))
+    target_id: Mapped[str | None] = mapped_column(String(36))

@@ -1,0 +1,74 @@
+"""Fixtures: a fresh app per test on SQLite, and on PostgreSQL when COMPANION_TEST_POSTGRES_URL
+names a server (.ci/run starts one). Tests that touch storage take the `backend` fixture."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from api.main import create_app
+from companion.config import Settings
+from tests.world import Api
+
+POSTGRES_URL = os.environ.get("COMPANION_TEST_POSTGRES_URL")
+
+
+def _postgres_database() -> Iterator[str]:
+    """A throwaway database on the test server, dropped afterwards."""
+    assert POSTGRES_URL
+    name = f"companion_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    base, _, _ = POSTGRES_URL.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param(
+            "postgres",
+            marks=[
+                pytest.mark.postgres,
+                pytest.mark.skipif(
+                    not POSTGRES_URL, reason="set COMPANION_TEST_POSTGRES_URL to test PostgreSQL"
+                ),
+            ],
+        ),
+    ]
+)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, backend: str) -> Iterator[Settings]:
+    data_dir = tmp_path / "data"
+    if backend == "postgres":
+        for url in _postgres_database():
+            yield Settings(data_dir=data_dir, database_url=url)
+    else:
+        yield Settings(data_dir=data_dir)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def api(client: TestClient, settings: Settings) -> Api:
+    return Api.bootstrap(client, settings)

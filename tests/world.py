@@ -1,0 +1,104 @@
+"""A small client for tests: creates the first admin the way the CLI does, then talks HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi.testclient import TestClient
+from httpx import Response
+
+from companion.accounts import service as accounts
+from companion.config import Settings
+from companion.runtime import open_store
+from companion.store.keyring import Keyring
+
+PREFIX = "/api/v1"
+
+
+@dataclass
+class Api:
+    client: TestClient
+    admin_token: str
+    tokens: dict[str, str] = field(default_factory=dict)  # user id -> token
+
+    @classmethod
+    def bootstrap(cls, client: TestClient, settings: Settings) -> Api:
+        store = open_store(settings)
+        with store.sessions() as db, db.begin():
+            admin = accounts.create_user(db, Keyring(db, store.master), "Admin", is_admin=True)
+            token = accounts.issue_token(db, admin)
+        store.engine.dispose()
+        return cls(client, token, {admin.id: token})
+
+    def call(self, method: str, path: str, token: str | None, **kwargs: Any) -> Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        url = path if path.startswith("/") and not path.startswith("/groups") else PREFIX + path
+        return self.client.request(method, url, headers=headers, **kwargs)
+
+    def ok(self, method: str, path: str, token: str | None, **kwargs: Any) -> Any:
+        res = self.call(method, path, token, **kwargs)
+        assert res.status_code < 300, (res.status_code, res.text)
+        return res.json() if res.content else None
+
+    def user(self, name: str) -> tuple[str, str]:
+        body = self.ok("POST", f"{PREFIX}/users", self.admin_token, json={"name": name})
+        self.tokens[body["id"]] = body["token"]
+        return body["id"], body["token"]
+
+
+@dataclass
+class Circle:
+    """A group with a facilitator, four members, an open cycle and a session (client: first)."""
+
+    api: Api
+    group_id: str
+    facilitator: tuple[str, str]
+    members: list[tuple[str, str]]
+    outsider: tuple[str, str]
+    cycle_id: str
+    session_id: str
+
+    @property
+    def client(self) -> tuple[str, str]:
+        return self.members[0]
+
+    @property
+    def consultants(self) -> list[tuple[str, str]]:
+        return self.members[1:]
+
+    def path(self, rest: str = "") -> str:
+        return f"/groups/{self.group_id}/sessions/{self.session_id}{rest}"
+
+    def phase(self, phase: str, move: str) -> Any:
+        return self.api.ok("POST", self.path(f"/phases/{phase}/{move}"), self.facilitator[1])
+
+    @classmethod
+    def create(
+        cls,
+        api: Api,
+        names: tuple[str, ...] = ("Bérénice", "Anatole", "Zoé", "Kwame"),
+        facilitator: str = "Faustine",
+        group_name: str = "Cercle des directrices",
+        language: str = "fr",
+    ) -> Circle:
+        fac = api.user(facilitator)
+        members = [api.user(n) for n in names]
+        outsider = api.user("Oscar Outsider")
+        group = api.ok(
+            "POST",
+            "/groups",
+            api.admin_token,
+            json={"name": group_name, "language": language, "facilitator_ids": [fac[0]]},
+        )
+        gid = group["id"]
+        for uid, _ in members:
+            api.ok("POST", f"/groups/{gid}/members", fac[1], json={"user_id": uid})
+        cycle = api.ok("POST", f"/groups/{gid}/cycles", fac[1])
+        session = api.ok(
+            "POST",
+            f"/groups/{gid}/sessions",
+            fac[1],
+            json={"client_id": members[0][0]},
+        )
+        return cls(api, gid, fac, members, outsider, cycle["id"], session["id"])
