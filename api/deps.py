@@ -139,7 +139,9 @@ class SessionAccess(Access):
         ctx = _group_access(db, user, group_id, group_need)
         session = sessions.get_session(db, ctx.group, session_id)
         if self.need is Need.participant and user.id not in sessions.participants(db, session):
-            raise Forbidden("Only the session's participants (client, consultants, facilitator) can do this.")
+            raise Forbidden(
+                "Only the session's participants (client, consultants, facilitator) can do this."
+            )
         if self.need is Need.client and user.id != session.client_id:
             raise Forbidden("Only the client of this session can do this.")
         return SessionContext(ctx.group, user, ctx.role, session)

@@ -32,16 +32,20 @@ async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
         detail = errors[0].get("ctx", {}).get("error", "")
         return JSONResponse(
             status_code=400,
-            content={"detail": f"The request body is not valid JSON ({detail}); send a JSON object."},
+            content={
+                "detail": f"The request body is not valid JSON ({detail}); send a JSON object."
+            },
         )
     fields = [{"field": _field(e.get("loc", ())), "message": _message(e)} for e in errors]
     summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
-    return JSONResponse(status_code=422, content={"detail": f"Invalid request: {summary}", "errors": fields})
+    return JSONResponse(
+        status_code=422, content={"detail": f"Invalid request: {summary}", "errors": fields}
+    )
 
 
 async def domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None  # noqa: PLR2004
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return JSONResponse(status_code=exc.status, content={"detail": str(exc)}, headers=headers)
 
 

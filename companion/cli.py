@@ -14,7 +14,9 @@ from companion.config import Settings
 from companion.runtime import open_store, rotate_master_key
 from companion.store.keyring import Keyring
 
-app = typer.Typer(help="Codev Companion: the co-development session companion.", no_args_is_help=True)
+app = typer.Typer(
+    help="Codev Companion: the co-development session companion.", no_args_is_help=True
+)
 users_app = typer.Typer(help="Accounts and tokens.", no_args_is_help=True)
 keys_app = typer.Typer(help="The master key.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)

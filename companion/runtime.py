@@ -68,7 +68,9 @@ def open_store(settings: Settings, *, migrate: bool = True) -> Store:
     return Store(engine, factory, master)
 
 
-def rotate_master_key(settings: Settings, new_key_file: Path | None = None) -> tuple[MasterKey, int]:
+def rotate_master_key(
+    settings: Settings, new_key_file: Path | None = None
+) -> tuple[MasterKey, int]:
     """Re-wrap every data key under a fresh master key; no sealed content is rewritten.
 
     The new key is written beside the old one first, then the database switches in one

@@ -16,7 +16,9 @@ def list_phases(ctx: SessionMember, db: SessionDep, keys: KeysDep) -> list[Phase
 
 
 @router.post("/{phase}/start", responses={409: {"description": "Not allowed now."}})
-def start_phase(phase: Phase, ctx: SessionFacilitator, db: SessionDep, keys: KeysDep) -> SessionView:
+def start_phase(
+    phase: Phase, ctx: SessionFacilitator, db: SessionDep, keys: KeysDep
+) -> SessionView:
     """Phases run strictly in order; a 409 says what is allowed now."""
     session = service.get_session(db, ctx.group, ctx.session.id, lock=True)
     service.move(db, ctx.user, session, phase, start=True)
