@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -57,6 +58,14 @@ async def integrity_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def concurrent_change(_request: Request, exc: Exception) -> JSONResponse:
+    log.info("Refused a write that conflicts with a concurrent one: %s", exc)
+    return JSONResponse(
+        status_code=409,
+        content={"detail": "Another request changed this at the same time; reload and retry."},
+    )
+
+
 async def key_gone(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=410, content={"detail": str(exc)})
 
@@ -67,3 +76,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(IntegrityError, integrity_error)
     app.add_exception_handler(MasterKeyError, integrity_error)
     app.add_exception_handler(KeyGone, key_gone)
+    app.add_exception_handler(sqlalchemy.exc.IntegrityError, concurrent_change)

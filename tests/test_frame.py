@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from sqlalchemy import create_engine, text
@@ -42,7 +43,12 @@ def test_second_client_turn_needs_a_facilitator_override(api):
 def test_only_a_facilitator_plans_sessions_and_cycles(api):
     circle = Circle.create(api)
     member = circle.members[1][1]
-    res = api.call("POST", f"/groups/{circle.group_id}/sessions", member, json={"client_id": circle.members[1][0]})
+    res = api.call(
+        "POST",
+        f"/groups/{circle.group_id}/sessions",
+        member,
+        json={"client_id": circle.members[1][0]},
+    )
     assert res.status_code == 403
     assert "facilitator" in res.json()["detail"]
     second = api.call("POST", f"/groups/{circle.group_id}/cycles", circle.facilitator[1])
@@ -64,7 +70,9 @@ def test_new_cycle_after_closing(api):
 def test_group_keeps_a_facilitator(api):
     circle = Circle.create(api)
     fac_id, fac = circle.facilitator
-    res = api.call("PATCH", f"/groups/{circle.group_id}/members/{fac_id}", fac, json={"role": "member"})
+    res = api.call(
+        "PATCH", f"/groups/{circle.group_id}/members/{fac_id}", fac, json={"role": "member"}
+    )
     assert res.status_code == 409
     assert "at least one facilitator" in res.json()["detail"]
 
@@ -86,8 +94,12 @@ def test_reminder_follows_the_group_language(api):
 
 def test_timebox_overrun_is_flagged(api, settings):
     circle = Circle.create(api)
-    api.ok("PATCH", f"/groups/{circle.group_id}", circle.facilitator[1],
-           json={"timeboxes": {"presentation": 5}})
+    api.ok(
+        "PATCH",
+        f"/groups/{circle.group_id}",
+        circle.facilitator[1],
+        json={"timeboxes": {"presentation": 5}},
+    )
     circle.phase("presentation", "start")
     view = api.ok("GET", circle.path(), circle.client[1])
     assert view["current_phase"]["timebox_minutes"] == 5
@@ -109,7 +121,9 @@ def test_timebox_overrun_is_flagged(api, settings):
 def test_audit_says_who_did_what_without_content(api):
     circle = Circle.create(api)
     circle.phase("presentation", "start")
-    api.ok("POST", circle.path("/notes"), circle.client[1], json={"body": "Texte très confidentiel"})
+    api.ok(
+        "POST", circle.path("/notes"), circle.client[1], json={"body": "Texte très confidentiel"}
+    )
     entries = api.ok("GET", f"/groups/{circle.group_id}/audit", circle.facilitator[1])
     note = next(e for e in entries if e["action"] == "note.add")
     assert note["actor_id"] == circle.client[0]
@@ -128,9 +142,17 @@ def test_action_follow_up_after_the_session_closed(api):
         circle.phase(phase, "start")
         circle.phase(phase, "end")
     circle.phase("synthesis", "start")
-    action = api.ok("POST", circle.path("/action-plan/actions"), client,
-                    json={"objective": "Déléguer", "first_step": "Lister les tâches",
-                          "indicator": "3 tâches déléguées", "due_date": "2020-01-01"})
+    action = api.ok(
+        "POST",
+        circle.path("/action-plan/actions"),
+        client,
+        json={
+            "objective": "Déléguer",
+            "first_step": "Lister les tâches",
+            "indicator": "3 tâches déléguées",
+            "due_date": "2020-01-01",
+        },
+    )
     assert action["overdue"] is True
     circle.phase("synthesis", "end")
     circle.phase("learning", "start")
@@ -141,6 +163,23 @@ def test_action_follow_up_after_the_session_closed(api):
     assert done["status"] == "done"
     assert done["overdue"] is False
     assert done["progress"][0]["note"] == "Deux tâches déléguées"
-    closed = api.call("POST", circle.path("/action-plan/actions"), client,
-                      json={"objective": "x", "first_step": "y", "indicator": "z", "due_date": "2030-01-01"})
+    closed = api.call(
+        "POST",
+        circle.path("/action-plan/actions"),
+        client,
+        json={"objective": "x", "first_step": "y", "indicator": "z", "due_date": "2030-01-01"},
+    )
     assert closed.status_code == 409
+
+
+def test_concurrent_starts_of_a_phase_leave_one_winner(api):
+    circle = Circle.create(api)
+    url = circle.path("/phases/presentation/start")
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(
+            pool.map(lambda _: api.call("POST", url, circle.facilitator[1]).status_code, range(16))
+        )
+    assert codes.count(200) == 1
+    assert set(codes) <= {200, 409}
+    view = api.ok("GET", circle.path(), circle.client[1])
+    assert view["current_phase"]["phase"] == "presentation"

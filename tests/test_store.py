@@ -55,16 +55,30 @@ def test_readiness_fails_when_the_database_is_gone(client):
 
 def test_openapi_lists_the_domain_resources(client):
     paths = client.get("/openapi.json").json()["paths"]
-    for resource in ("groups", "members", "cycles", "sessions", "phases", "notes", "contract",
-                     "action-plan", "learnings", "audit"):
+    for resource in (
+        "groups",
+        "members",
+        "cycles",
+        "sessions",
+        "phases",
+        "notes",
+        "contract",
+        "action-plan",
+        "learnings",
+        "audit",
+    ):
         assert any(f"/{resource}" in p and p.startswith("/api/v1/") for p in paths), resource
 
 
 def test_cli_creates_an_admin_whose_token_works(tmp_path, client):
     data_dir = tmp_path / "cli-data"
-    result = CliRunner().invoke(cli, ["users", "create-admin", "--name", "Root", "--data-dir", str(data_dir)])
+    result = CliRunner().invoke(
+        cli, ["users", "create-admin", "--name", "Root", "--data-dir", str(data_dir)]
+    )
     assert result.exit_code == 0, result.output
-    token = next(line.split()[-1] for line in result.output.splitlines() if line.startswith("token:"))
+    token = next(
+        line.split()[-1] for line in result.output.splitlines() if line.startswith("token:")
+    )
     key_file = data_dir / "master.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
 

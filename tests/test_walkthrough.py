@@ -26,7 +26,16 @@ def test_walkthrough_runs_against_a_served_instance(tmp_path):
     port = _free_port()
     data_dir = tmp_path / "data"
     server = subprocess.Popen(
-        [sys.executable, "-m", "companion", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        [
+            sys.executable,
+            "-m",
+            "companion",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -44,7 +53,10 @@ def test_walkthrough_runs_against_a_served_instance(tmp_path):
             pytest.fail("the service did not become ready")
         result = subprocess.run(
             ["bash", str(ROOT / "scripts" / "walkthrough.sh"), base, str(data_dir)],
-            capture_output=True, text=True, timeout=120, check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout.splitlines() == [
