@@ -18,6 +18,7 @@ from api.routes import (
     health,
     learnings,
     members,
+    model_calls,
     notes,
     phases,
     sessions,
@@ -42,6 +43,7 @@ ROUTERS = (
     action_plan.router,
     learnings.router,
     audit.router,
+    model_calls.router,
 )
 
 

@@ -26,6 +26,19 @@ class Settings(BaseSettings):
     port: int = 8000
     max_text_chars: int = Field(default=20_000, description="Longest note or learning.")
     max_request_bytes: int = Field(default=1_000_000, description="Largest JSON request body.")
+    llm_base_url: str = Field(
+        default="http://127.0.0.1:8081/v1", description="OpenAI-compatible endpoint for models."
+    )
+    llm_model: str = Field(default="local", description="Model name sent to the endpoint.")
+    llm_api_key: str = Field(default="none", description="API key for the endpoint, if any.")
+    llm_timeout_s: float = Field(default=60, gt=0, description="Longest wait for one answer.")
+    llm_retries: int = Field(
+        default=1, ge=0, le=5, description="Retries of a model call the server failed."
+    )
+    llm_allowlist: list[str] = Field(
+        default_factory=list,
+        description="Hosts (or CIDR networks) that on_prem groups may call besides private ones.",
+    )
 
     @property
     def resolved_database_url(self) -> str:

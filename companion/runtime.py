@@ -77,6 +77,13 @@ def rotate_master_key(
     transaction, then the file is swapped: a crash at any point leaves a readable store.
     """
     store = open_store(settings)
+    try:
+        return _rotate(settings, store, new_key_file)
+    finally:
+        store.engine.dispose()
+
+
+def _rotate(settings: Settings, store: Store, new_key_file: Path | None) -> tuple[MasterKey, int]:
     new = MasterKey.generate()
     if settings.master_key:
         if new_key_file is None:
@@ -95,5 +102,4 @@ def rotate_master_key(
         pending_key_file(target).replace(target)
         if new_key_file is not None:
             new.write(new_key_file)
-    store.engine.dispose()
     return new, count

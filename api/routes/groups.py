@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from sqlalchemy import text
 
 from api.deps import AdminUser, CurrentUser, GroupManager, GroupMember, KeysDep, SessionDep
 from companion.groups import service
@@ -37,4 +38,9 @@ def update_group(spec: GroupUpdate, ctx: GroupManager, db: SessionDep, keys: Key
 def delete_group(ctx: GroupManager, db: SessionDep, keys: KeysDep) -> Response:
     """Delete the group and destroy its key: its data can never be read again."""
     service.delete_group(db, keys, ctx.user, ctx.group)
+    if db.get_bind().dialect.name == "sqlite":
+        # Older pages in the write-ahead log still hold the shredded key and the group's rows:
+        # commit, then fold the log into the file (secure_delete zeroes them there) and empty it.
+        db.commit()
+        db.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
     return Response(status_code=204)

@@ -22,6 +22,7 @@ from companion.store.models import (
     CodevSession,
     Group,
     Membership,
+    ModelCall,
     User,
     new_id,
 )
@@ -102,6 +103,7 @@ def delete_group(db: Session, keys: Keyring, actor: User, group: Group) -> None:
     # Sessions reference users; delete them explicitly so no backend depends on cascade order.
     db.execute(delete(CodevSession).where(CodevSession.group_id == group.id))
     db.execute(delete(AuditEvent).where(AuditEvent.group_id == group.id))
+    db.execute(delete(ModelCall).where(ModelCall.group_id == group.id))
     db.delete(group)
     audit.record(db, actor.id, None, "group.delete", "group", group.id)
 

@@ -231,3 +231,22 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(60))
     target_type: Mapped[str | None] = mapped_column(String(30))
     target_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class ModelCall(Base):
+    """One request to a language model, allowed or refused, and how it ended. Never content."""
+
+    __tablename__ = "model_calls"
+    id: Mapped[str] = _id()
+    at: Mapped[datetime] = _created()
+    group_id: Mapped[str] = mapped_column(String(36), index=True)
+    purpose: Mapped[str] = mapped_column(String(40))
+    endpoint_host: Mapped[str] = mapped_column(String(255))
+    model: Mapped[str] = mapped_column(String(200))
+    policy: Mapped[str] = mapped_column(String(20))
+    decision: Mapped[str] = mapped_column(String(10))  # allowed | refused
+    outcome: Mapped[str] = mapped_column(String(10))  # ok | error
+    error: Mapped[str | None] = mapped_column(String(40))  # a kind (unavailable, ...), no text
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int] = mapped_column(Integer)
