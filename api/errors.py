@@ -7,8 +7,10 @@ from typing import Any
 
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from companion.errors import DomainError
 from companion.store.keyring import KeyGone
@@ -18,10 +20,14 @@ log = logging.getLogger(__name__)
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "request"
+    # ("body", "due_date") reads better as "due_date"; path and query names keep their origin.
+    parts = loc[1:] if len(loc) > 1 and loc[0] == "body" else loc
+    return ".".join(str(part) for part in parts) or "request body"
 
 
 def _message(err: dict[str, Any]) -> str:
+    if err.get("type") == "missing":
+        return "is required"
     msg = str(err.get("msg", "invalid value"))
     return msg.removeprefix("Value error, ")
 
@@ -42,6 +48,16 @@ async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         status_code=422, content={"detail": f"Invalid request: {summary}", "errors": fields}
     )
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        return JSONResponse(
+            status_code=400,
+            content={"detail": "The request body is not valid JSON in UTF-8; send a JSON object."},
+        )
+    return await http_exception_handler(request, exc)
 
 
 async def domain_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -72,6 +88,7 @@ async def key_gone(_request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(DomainError, domain_error)
     app.add_exception_handler(IntegrityError, integrity_error)
     app.add_exception_handler(MasterKeyError, integrity_error)

@@ -33,6 +33,7 @@ class Api:
 
     def call(self, method: str, path: str, token: str | None, **kwargs: Any) -> Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers.update(kwargs.pop("headers", {}))
         url = path if path.startswith("/") and not path.startswith("/groups") else PREFIX + path
         return self.client.request(method, url, headers=headers, **kwargs)
 
