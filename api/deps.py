@@ -20,6 +20,7 @@ from companion.accounts import service as accounts
 from companion.errors import DomainError, Forbidden, NotFound
 from companion.groups import service as groups
 from companion.groups.views import Role
+from companion.llm.gateway import LLMGateway
 from companion.sessions import service as sessions
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Group, User
@@ -53,6 +54,13 @@ def get_keys(request: Request, db: SessionDep) -> Keyring:
 
 
 KeysDep = Annotated[Keyring, Depends(get_keys)]
+
+
+def get_gateway(request: Request) -> LLMGateway:
+    return app_state(request).llm()
+
+
+GatewayDep = Annotated[LLMGateway, Depends(get_gateway)]
 
 _bearer = HTTPBearer(auto_error=False, description="Token printed by `companion users create`.")
 

@@ -11,6 +11,7 @@ from api import errors
 from api.limits import BodyLimit
 from api.routes import (
     action_plan,
+    assist,
     audit,
     contract,
     cycles,
@@ -44,6 +45,7 @@ ROUTERS = (
     learnings.router,
     audit.router,
     model_calls.router,
+    assist.router,
 )
 
 
@@ -53,9 +55,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = open_store(settings)
-        app.state.companion = AppState(settings, store.engine, store.sessions, store.master)
+        state = AppState(settings, store.engine, store.sessions, store.master)
+        app.state.companion = state
         yield
-        store.engine.dispose()
+        state.close()
 
     app = FastAPI(
         title="Codev Companion",

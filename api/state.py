@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from companion.config import Settings
+from companion.llm.gateway import LLMGateway
 from companion.vault import MasterKey
 
 
@@ -17,3 +18,14 @@ class AppState:
     engine: Engine
     sessions: sessionmaker[Session]
     master: MasterKey
+    gateway: LLMGateway | None = field(default=None)  # made on first use: most routes need none
+
+    def llm(self) -> LLMGateway:
+        if self.gateway is None:
+            self.gateway = LLMGateway(self.settings, self.sessions)
+        return self.gateway
+
+    def close(self) -> None:
+        if self.gateway is not None:
+            self.gateway.close()
+        self.engine.dispose()

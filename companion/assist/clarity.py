@@ -1,0 +1,161 @@
+"""Clarity prompts for the facilitator during clarification (phase 2).
+
+Each question is classified at once by cues from prompts/clarity/cues.<lang>.toml (disguised
+advice, judgment, interpretation, closed or open question); the facets of the situation that no
+text has touched yet are listed with an open question to suggest. No model call is needed, so a
+flag appears as soon as a question is stored; an LLM review can refine it later.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cache
+
+from pydantic import BaseModel
+
+from companion.assist.prompts import data
+from companion.method.phases import Language
+
+# Curly apostrophes are normalised so that cues written with ' match "l’impression".
+_APOSTROPHES = str.maketrans({"’": "'", "ʼ": "'", "‘": "'"})
+_SENTENCE = re.compile(r"[^.!?…]+[.!?…]*")
+_WORD = re.compile(r"[\w'-]+", re.UNICODE)
+
+
+class Kind(StrEnum):
+    open_question = "open_question"
+    closed_question = "closed_question"
+    disguised_advice = "disguised_advice"
+    judgment = "judgment"
+    interpretation = "interpretation"
+
+
+FLAGGED = (Kind.disguised_advice, Kind.judgment, Kind.interpretation)
+# Order matters: a judgment phrased as a question is a judgment, not a question.
+_ORDER = (
+    Kind.judgment,
+    Kind.disguised_advice,
+    Kind.interpretation,
+    Kind.open_question,  # anchored on interrogative words, so before the looser closed cues
+    Kind.closed_question,
+)
+
+
+@dataclass(frozen=True)
+class Cues:
+    patterns: dict[Kind, list[re.Pattern[str]]]
+    facets: dict[str, tuple[str, frozenset[str], str]]  # name -> (label, words, question)
+
+
+@cache
+def cues(language: Language) -> Cues:
+    raw = data("clarity", "cues", language)
+    patterns = {k: [re.compile(p, re.IGNORECASE) for p in raw[k.value]] for k in _ORDER}
+    facets = {
+        name: (f["label"], frozenset(w.lower() for w in f["words"]), f["question"])
+        for name, f in raw["facets"].items()
+    }
+    return Cues(patterns, facets)
+
+
+def normalise(text: str) -> str:
+    return unicodedata.normalize("NFC", text).translate(_APOSTROPHES).strip()
+
+
+def classify(question: str, language: Language) -> tuple[Kind, str | None]:
+    """The kind of one question and the cue that decided it (None: no cue matched)."""
+    text = normalise(question)
+    for kind in _ORDER:
+        for pattern in cues(language).patterns[kind]:
+            match = pattern.search(text)
+            if match:
+                return kind, match.group(0).strip()
+    return (Kind.open_question if text.endswith("?") else Kind.closed_question), None
+
+
+def questions_in(text: str) -> list[str]:
+    """The sentences of a note that ask something, or that judge (which needs no '?')."""
+    found = []
+    for sentence in (s.strip() for s in _SENTENCE.findall(normalise(text))):
+        if sentence.endswith("?"):
+            found.append(sentence)
+    return found
+
+
+class Flag(BaseModel):
+    text: str
+    author_id: str
+    source_id: str
+    kind: Kind
+    cue: str | None
+    flagged: bool
+
+
+class Facet(BaseModel):
+    name: str
+    label: str
+    clear: bool
+    suggestion: str | None
+
+
+class ClarityView(BaseModel):
+    questions: list[Flag]
+    flagged: int
+    facets: list[Facet]
+    suggestions: list[str]
+    alerts: list[str]
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """A piece of text from the session: a note or a transcript segment."""
+
+    source_id: str
+    author_id: str
+    text: str
+
+
+def _words(text: str) -> set[str]:
+    return {w.lower().strip("'-") for w in _WORD.findall(normalise(text))}
+
+
+def analyse(
+    exposé: list[Utterance], clarification: list[Utterance], language: Language, limit: int = 3
+) -> ClarityView:
+    """Classify every question of the clarification and list the facets still unclear."""
+    flags = []
+    for utterance in clarification:
+        for question in questions_in(utterance.text):
+            kind, cue = classify(question, language)
+            flags.append(
+                Flag(
+                    text=question,
+                    author_id=utterance.author_id,
+                    source_id=utterance.source_id,
+                    kind=kind,
+                    cue=cue,
+                    flagged=kind in FLAGGED,
+                )
+            )
+    # A facet is clear once the exposé or an information question touches it; flagged
+    # questions (advice, judgments) do not clarify anything.
+    seen = set().union(*(_words(u.text) for u in exposé)) if exposé else set()
+    for flag in flags:
+        if not flag.flagged:
+            seen |= _words(flag.text)
+    facets = []
+    for name, (label, words, question) in cues(language).facets.items():
+        clear = any(w in seen for w in words)
+        facets.append(
+            Facet(name=name, label=label, clear=clear, suggestion=None if clear else question)
+        )
+    return ClarityView(
+        questions=flags,
+        flagged=sum(f.flagged for f in flags),
+        facets=facets,
+        suggestions=[f.suggestion for f in facets if f.suggestion][:limit],
+        alerts=[],
+    )

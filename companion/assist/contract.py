@@ -1,0 +1,166 @@
+"""Draft one-sentence contract candidates (phase 3) and check each with deterministic rules.
+
+The model proposes; the rules of prompts/contract/rules.<lang>.toml decide. What fails is
+regenerated once with the reasons; the client then edits and confirms one candidate.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from pydantic import BaseModel, Field
+
+from companion.assist.clarity import normalise
+from companion.assist.prompts import data, prompt
+from companion.llm.errors import ModelOutputInvalid
+from companion.llm.gateway import GroupRef, LLMGateway, Message
+from companion.method.contract import one_sentence_problem
+from companion.method.phases import Language
+
+_WORD = re.compile(r"[\w'’-]+", re.UNICODE)
+KEY_WORDS = 6
+CANDIDATES = 3
+
+
+@dataclass(frozen=True)
+class Rules:
+    max_words: int
+    openers: list[re.Pattern[str]]
+    first_person: frozenset[str]
+    solution_markers: list[re.Pattern[str]]
+    stopwords: frozenset[str]
+    feedback: str
+
+
+@cache
+def rules(language: Language) -> Rules:
+    raw = data("contract", "rules", language)
+    return Rules(
+        max_words=int(raw["max_words"]),
+        openers=[re.compile(p, re.IGNORECASE) for p in raw["openers"]],
+        first_person=frozenset(raw["first_person"]),
+        solution_markers=[re.compile(p, re.IGNORECASE) for p in raw["solution_markers"]],
+        stopwords=frozenset(raw["stopwords"].split()),
+        feedback=raw["feedback"],
+    )
+
+
+def words(text: str) -> list[str]:
+    return [w.lower().strip("'-") for w in _WORD.findall(normalise(text))]
+
+
+def _stem(word: str) -> str:
+    # Enough to match "délègue" with "déléguer" or "delegate" with "delegating".
+    return word[:5]
+
+
+def key_words(texts: Sequence[str], language: Language, limit: int = KEY_WORDS) -> list[str]:
+    """The client's most used content words, first-seen order breaking ties."""
+    stop = rules(language).stopwords
+    counts: Counter[str] = Counter()
+    first: dict[str, int] = {}
+    for text in texts:
+        for word in words(text):
+            if len(word) >= 4 and word not in stop and not word.isdigit():
+                counts[word] += 1
+                first.setdefault(word, len(first))
+    ranked = sorted(counts, key=lambda w: (-counts[w], first[w]))
+    return ranked[:limit]
+
+
+def problems(candidate: str, language: Language, keys: Sequence[str]) -> list[str]:
+    """What makes a candidate unfit as a contract; empty when it passes every check."""
+    text = normalise(candidate)
+    rule = rules(language)
+    found: list[str] = []
+    if one_sentence_problem(text):
+        found.append("not exactly one sentence")
+    tokens = words(text)
+    if len(tokens) > rule.max_words:
+        found.append(f"{len(tokens)} words, more than {rule.max_words}")
+    if not any(p.search(text) for p in rule.openers):
+        found.append(
+            "not phrased as a request to the group (e.g. 'Comment puis-je…', 'How can I…')"
+        )
+    if not any(t in rule.first_person for t in tokens) and not re.search(
+        r"\b(je|j'|i)\b", text, re.IGNORECASE
+    ):
+        found.append("not in the first person")
+    marker = next((m.group(0) for p in rule.solution_markers if (m := p.search(text))), None)
+    if marker:
+        found.append(f"a solution is built in ('{marker}')")
+    stems = {_stem(t) for t in tokens}
+    if keys and not any(_stem(k) in stems for k in keys):
+        found.append("uses none of the client's key words (" + ", ".join(keys) + ")")
+    return found
+
+
+class Drafts(BaseModel):
+    """The model's answer."""
+
+    candidates: list[str] = Field(min_length=1, max_length=6)
+
+
+class Candidate(BaseModel):
+    text: str
+    problems: list[str]
+
+
+class ContractDrafts(BaseModel):
+    candidates: list[Candidate] = Field(description="Candidates that pass every check.")
+    rejected: list[Candidate] = Field(description="What the model proposed that failed.")
+    key_words: list[str]
+    prompt_version: str
+
+
+def draft(
+    gateway: LLMGateway,
+    group: GroupRef,
+    language: Language,
+    exposé: Sequence[str],
+    clarification: Sequence[str],
+    client_texts: Sequence[str],
+) -> ContractDrafts:
+    template = prompt("contract", "draft", language)
+    keys = key_words(client_texts or exposé, language)
+    accepted: list[Candidate] = []
+    rejected: list[Candidate] = []
+    feedback = ""
+    for _attempt in range(2):
+        wanted = CANDIDATES - len(accepted)
+        text = template.render(
+            expose="\n".join(exposé) or "-",
+            clarification="\n".join(clarification) or "-",
+            count=str(wanted),
+            key_words=", ".join(keys) or "-",
+            feedback=feedback,
+        )
+        answer = gateway.complete(group, "contract.draft", [Message("user", text)], Drafts)
+        failed: list[Candidate] = []
+        for proposal in answer.candidates:
+            candidate = Candidate(
+                text=normalise(proposal), problems=problems(proposal, language, keys)
+            )
+            seen = {c.text for c in accepted}
+            if candidate.problems:
+                failed.append(candidate)
+            elif candidate.text not in seen and len(accepted) < CANDIDATES:
+                accepted.append(candidate)
+        rejected.extend(failed)
+        if len(accepted) == CANDIDATES:
+            break
+        reasons = "\n".join(f"- « {c.text} » : {'; '.join(c.problems)}" for c in failed)
+        feedback = f"\n{rules(language).feedback}\n{reasons}\n"
+    if not accepted:
+        raise ModelOutputInvalid(
+            "The model's contract drafts failed the checks twice. Nothing was lost: retry, "
+            "or write the contract yourself.",
+            "invalid_drafts",
+        )
+    return ContractDrafts(
+        candidates=accepted, rejected=rejected, key_words=keys, prompt_version=template.version
+    )
