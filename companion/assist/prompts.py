@@ -6,6 +6,7 @@ so braces in JSON examples need no escaping.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from functools import cache
@@ -15,7 +16,12 @@ from typing import Any
 
 from companion.method.phases import Language
 
-PROMPTS = Path(__file__).resolve().parent.parent.parent / "prompts"
+# The repository's prompts/ by default; an installed deployment points COMPANION_PROMPTS_DIR at
+# its copy.
+PROMPTS = Path(
+    os.environ.get("COMPANION_PROMPTS_DIR")
+    or Path(__file__).resolve().parent.parent.parent / "prompts"
+)
 
 
 @dataclass(frozen=True)
