@@ -15,6 +15,7 @@ from api.routes import (
     audit,
     contract,
     cycles,
+    followup,
     groups,
     health,
     learnings,
@@ -46,6 +47,7 @@ ROUTERS = (
     audit.router,
     model_calls.router,
     assist.router,
+    followup.router,
 )
 
 

@@ -1,0 +1,126 @@
+"""Groups revisit past action plans: at the start of a session the group hears how the previous
+clients' plans went. Also the plan's due dates as an iCalendar file."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from companion.errors import NotFound
+from companion.sessions import content
+from companion.sessions.service import person
+from companion.sessions.views import ActionView, Person
+from companion.store.keyring import Keyring
+from companion.store.models import CodevSession, Contract, Group, Learning
+
+
+class PlanFollowUp(BaseModel):
+    session_id: str
+    session_date: datetime
+    client: Person
+    contract: str | None
+    first_thing: str | None  # what the client said, in phase 6, they would do first
+    actions: list[ActionView]
+    open: int
+    done: int
+    dropped: int
+    overdue: int
+
+
+class FollowUp(BaseModel):
+    plans: list[PlanFollowUp]
+    overdue: list[ActionView]
+
+
+def _contract_text(db: Session, keys: Keyring, session: CodevSession) -> str | None:
+    row = db.scalar(select(Contract).where(Contract.session_id == session.id))
+    return keys.open(session.group_id, row, "text") if row else None
+
+
+def _client_learning(db: Session, keys: Keyring, session: CodevSession) -> str | None:
+    row = db.scalar(
+        select(Learning).where(
+            Learning.session_id == session.id, Learning.user_id == session.client_id
+        )
+    )
+    return keys.open(session.group_id, row, "text") if row else None
+
+
+def follow_up(db: Session, keys: Keyring, group: Group) -> FollowUp:
+    """Every past session that produced an action plan, newest first, with its overdue actions."""
+    sessions = db.scalars(
+        select(CodevSession)
+        .where(CodevSession.group_id == group.id)
+        .order_by(CodevSession.created_at.desc(), CodevSession.id)
+    ).all()
+    plans: list[PlanFollowUp] = []
+    for session in sessions:
+        actions = content.action_plan(db, keys, session).actions
+        if not actions:
+            continue
+        plans.append(
+            PlanFollowUp(
+                session_id=session.id,
+                session_date=session.created_at,
+                client=person(db, keys, session.client_id),
+                contract=_contract_text(db, keys, session),
+                first_thing=_client_learning(db, keys, session),
+                actions=actions,
+                open=sum(a.status == "open" for a in actions),
+                done=sum(a.status == "done" for a in actions),
+                dropped=sum(a.status == "dropped" for a in actions),
+                overdue=sum(a.overdue for a in actions),
+            )
+        )
+    overdue = sorted(
+        (a for p in plans for a in p.actions if a.overdue), key=lambda a: (a.due_date, a.id)
+    )
+    return FollowUp(plans=plans, overdue=overdue)
+
+
+def _ics_text(value: str) -> str:
+    # RFC 5545 §3.3.11: escape backslash, semicolon, comma and line breaks.
+    return value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
+
+
+def _fold(line: str) -> list[str]:
+    """RFC 5545 §3.1: lines of at most 75 octets, continued with a leading space."""
+    out: list[str] = []
+    current = ""
+    for char in line:
+        if len((current + char).encode()) > (75 if not out else 74):
+            out.append(current)
+            current = ""
+        current += char
+    out.append(current)
+    return [out[0], *(" " + part for part in out[1:])]
+
+
+def action_plan_ics(db: Session, keys: Keyring, session: CodevSession) -> str:
+    plan = content.action_plan(db, keys, session)
+    if not plan.actions:
+        raise NotFound("This session's action plan has no actions yet.")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//Codev Companion//Action plan//FR",
+        "CALSCALE:GREGORIAN",
+    ]
+    for action in plan.actions:
+        due: date = action.due_date
+        lines += [
+            "BEGIN:VEVENT",
+            f"UID:{action.id}@codev-companion",
+            f"DTSTAMP:{stamp}",
+            f"DTSTART;VALUE=DATE:{due:%Y%m%d}",
+            f"SUMMARY:{_ics_text(action.objective)}",
+            f"DESCRIPTION:{_ics_text(f'{action.first_step} — {action.indicator}')}",
+            f"STATUS:{'CANCELLED' if action.status == 'dropped' else 'CONFIRMED'}",
+            "END:VEVENT",
+        ]
+    lines.append("END:VCALENDAR")
+    return "".join(f"{folded}\r\n" for line in lines for folded in _fold(line))
