@@ -6,16 +6,22 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from companion.text import text_limit
+
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """Also sets the text limit of this app's settings for the request's validation."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, max_text_chars: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_text_chars = max_text_chars
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        text_limit.set(self.max_text_chars)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(send)

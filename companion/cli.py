@@ -20,9 +20,11 @@ app = typer.Typer(
 users_app = typer.Typer(help="Accounts and tokens.", no_args_is_help=True)
 keys_app = typer.Typer(help="The master key.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+llm_app = typer.Typer(help="The local language model.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(llm_app, name="llm")
 
 DataDir = Annotated[
     Path | None, typer.Option(help="Data directory (env COMPANION_DATA_DIR).", show_default=False)
@@ -97,3 +99,23 @@ def upgrade(data_dir: DataDir = None) -> None:
     """Apply the database migrations (the service also does it at start)."""
     open_store(_settings(data_dir)).engine.dispose()
     typer.echo("The database schema is up to date.")
+
+
+@llm_app.command("serve")
+def llm_serve(
+    model: Annotated[
+        str | None,
+        typer.Option(help="A .gguf path; default: the packaged model chosen by settings."),
+    ] = None,
+    threads: Annotated[int, typer.Option(help="CPU threads.")] = 1,
+    ctx: Annotated[int, typer.Option(help="Context length in tokens.")] = 8192,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the local OpenAI-compatible llama.cpp server on 127.0.0.1 (no hub download)."""
+    from companion.llm.local import resolve, serve_forever
+
+    gguf = Path(model) if model else resolve(_settings(data_dir))
+    if gguf is None:
+        raise typer.BadParameter("No local model is installed: pip install -e '.[local-llm]'.")
+    serve_forever(gguf, threads, ctx, port)

@@ -26,8 +26,9 @@ class Settings(BaseSettings):
     port: int = 8000
     max_text_chars: int = Field(default=20_000, description="Longest note or learning.")
     max_request_bytes: int = Field(default=1_000_000, description="Largest JSON request body.")
-    llm_base_url: str = Field(
-        default="http://127.0.0.1:8081/v1", description="OpenAI-compatible endpoint for models."
+    llm_base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible endpoint for models; unset: a local llama.cpp server.",
     )
     llm_model: str = Field(default="local", description="Model name sent to the endpoint.")
     llm_api_key: str = Field(default="none", description="API key for the endpoint, if any.")
@@ -35,6 +36,15 @@ class Settings(BaseSettings):
     llm_retries: int = Field(
         default=1, ge=0, le=5, description="Retries of a model call the server failed."
     )
+    llm_max_tokens: int = Field(default=1024, ge=16, description="Longest answer, in tokens.")
+    llm_temperature: float = Field(default=0.2, ge=0, le=2)
+    llm_local_model: str = Field(
+        default="auto",
+        description="Local llama.cpp model when llm_base_url is unset: auto | qwen2.5-1.5b | "
+        "smollm2-135m | a .gguf path | off.",
+    )
+    llm_local_threads: int = Field(default=1, ge=1, description="Threads of the local model.")
+    llm_local_ctx: int = Field(default=8192, ge=512, description="Context of the local model.")
     llm_allowlist: list[str] = Field(
         default_factory=list,
         description="Hosts (or CIDR networks) that on_prem groups may call besides private ones.",

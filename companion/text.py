@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from typing import Annotated
 
 from pydantic import AfterValidator, StringConstraints
 
 from companion.config import get_settings
+
+# The app sets this per request from the Settings it was created with; outside a request the
+# process-wide settings apply.
+text_limit: ContextVar[int | None] = ContextVar("text_limit", default=None)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
@@ -22,7 +27,7 @@ def _printable(value: str) -> str:
 
 
 def _within_limit(value: str) -> str:
-    limit = get_settings().max_text_chars
+    limit = text_limit.get() or get_settings().max_text_chars
     if len(value) > limit:
         raise ValueError(f"is {len(value)} characters long; the limit is {limit}")
     return value

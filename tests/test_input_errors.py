@@ -1,4 +1,5 @@
-"""Bad input answers a 4xx whose message says what to fix, and nothing stored changes."""
+"""Bad input on groups, members, sessions and action follow-up (tests/test_bad_input.py has the
+rest): a 4xx whose message says what to fix, and nothing stored changes."""
 
 from __future__ import annotations
 
@@ -71,85 +72,6 @@ def _bad(circle, method, path, token, expected, words, **kwargs):
     assert _snapshot(circle) == before
 
 
-def test_unicode_and_emoji_round_trip(synthesis):
-    notes = synthesis.api.ok("GET", synthesis.path("/notes"), synthesis.client[1])
-    assert notes[0]["body"] == "Hélène 😅 — 日本語"
-
-
-def test_bad_notes(synthesis, settings):
-    c, tok = synthesis, synthesis.client[1]
-    url = c.path("/notes")
-    _bad(c, "POST", url, tok, 422, ["body", "empty"], json={"body": ""})
-    _bad(c, "POST", url, tok, 422, ["body", "empty"], json={"body": "   \n "})
-    _bad(c, "POST", url, tok, 422, ["limit"], json={"body": "x" * (settings.max_text_chars + 1)})
-    _bad(c, "POST", url, tok, 422, ["control characters"], json={"body": "a\x00b"})
-    _bad(c, "POST", url, tok, 422, ["body", "required"], json={})
-    _bad(c, "POST", url, tok, 422, ["string"], json={"body": 42})
-
-
-def test_malformed_and_oversized_bodies(synthesis, settings):
-    c, tok = synthesis, synthesis.client[1]
-    url = c.path("/notes")
-    _bad(
-        c,
-        "POST",
-        url,
-        tok,
-        400,
-        ["not valid JSON"],
-        content=b'{"body": "x"',
-        headers={"Content-Type": "application/json"},
-    )
-    _bad(
-        c,
-        "POST",
-        url,
-        tok,
-        400,
-        ["not valid JSON"],
-        content=b'{"body": "\xff\xfe"}',
-        headers={"Content-Type": "application/json"},
-    )
-    big = b'{"body": "' + b"x" * settings.max_request_bytes + b'"}'
-    _bad(
-        c,
-        "POST",
-        url,
-        tok,
-        413,
-        ["limit"],
-        content=big,
-        headers={"Content-Type": "application/json"},
-    )
-
-
-def test_unknown_phase_lists_the_phases(synthesis):
-    c = synthesis
-    _bad(
-        c,
-        "POST",
-        c.path("/phases/brainstorm/start"),
-        c.facilitator[1],
-        422,
-        ["presentation", "learning"],
-    )
-
-
-def test_bad_contracts(synthesis):
-    c, tok = synthesis, synthesis.client[1]
-    two = "Comment puis-je déléguer ? Et comment recruter ?"
-    _bad(
-        c,
-        "PUT",
-        c.path("/contract"),
-        tok,
-        422,
-        ["exactly one sentence", "Et comment recruter"],
-        json={"text": two},
-    )
-    _bad(c, "PUT", c.path("/contract"), tok, 422, ["empty"], json={"text": " "})
-
-
 def test_bad_actions(synthesis):
     c, tok = synthesis, synthesis.client[1]
     url = c.path("/action-plan/actions")
@@ -220,59 +142,6 @@ def test_bad_groups_and_members(synthesis, api):
         422,
         ["create the account"],
         json={"user_id": "no-such-user"},
-    )
-
-
-def test_learnings_and_phase_rules(synthesis):
-    c = synthesis
-    consultant = c.consultants[0][1]
-    _bad(
-        c,
-        "PUT",
-        c.path("/learnings"),
-        consultant,
-        409,
-        ["learning"],
-        json={"text": "t", "rating": 4},
-    )
-    c.phase("synthesis", "end")
-    _bad(c, "POST", c.path("/notes"), consultant, 409, ["no phase is running"], json={"body": "x"})
-    c.phase("learning", "start")
-    for rating in (0, 6):
-        _bad(
-            c,
-            "PUT",
-            c.path("/learnings"),
-            consultant,
-            422,
-            ["rating"],
-            json={"text": "t", "rating": rating},
-        )
-    c.phase("learning", "end")
-    _bad(c, "POST", c.path("/notes"), consultant, 409, ["read-only"], json={"body": "x"})
-    _bad(
-        c,
-        "PUT",
-        c.path("/contract"),
-        c.client[1],
-        409,
-        ["read-only"],
-        json={"text": "Comment faire ?"},
-    )
-    _bad(c, "POST", c.path("/phases/learning/start"), c.facilitator[1], 409, ["closed"])
-
-
-def test_contract_before_its_phase(api):
-    circle = Circle.create(api)
-    circle.phase("presentation", "start")
-    _bad(
-        circle,
-        "PUT",
-        circle.path("/contract"),
-        circle.client[1],
-        409,
-        ["contract phase"],
-        json={"text": "Comment puis-je déléguer ?"},
     )
 
 

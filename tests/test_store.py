@@ -37,7 +37,12 @@ def test_health_and_readiness(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"ready": True, "master_key": "loaded", "database": "ok"}
+    assert ready.json() == {
+        "ready": True,
+        "master_key": "loaded",
+        "database": "ok",
+        "llm": "local model loads on first use",
+    }
 
 
 def test_readiness_fails_when_the_database_is_gone(client):

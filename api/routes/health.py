@@ -27,4 +27,6 @@ def readyz(request: Request) -> JSONResponse:
     except Exception as exc:
         checks["database"] = f"unreachable: {type(exc).__name__}"
     ready = checks == {"master_key": "loaded", "database": "ok"}
+    # The model is optional for readiness: the frame works without it.
+    checks["llm"] = state.llm_state()
     return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, **checks})

@@ -127,6 +127,8 @@ class LLMGateway:
         *,
         resolver: Resolver = system_resolver,
     ) -> None:
+        if not settings.llm_base_url:
+            raise ValueError("the gateway needs llm_base_url (the app sets the local server's)")
         self.settings = settings
         self.host = host_of(settings.llm_base_url)
         self._sessions = sessions
@@ -290,10 +292,13 @@ class LLMGateway:
         model = self.settings.llm_model
         where = f"The model server at {self.host}"
         try:
-            if schema is None:
-                return client.chat.completions.create(model=model, messages=messages)
+            # Bounded and near-deterministic: assistance wants short, checkable answers.
             return client.chat.completions.create(
-                model=model, messages=messages, response_format=_json_schema_format(schema)
+                model=model,
+                messages=messages,
+                max_completion_tokens=self.settings.llm_max_tokens,
+                temperature=self.settings.llm_temperature,
+                response_format=_json_schema_format(schema) if schema else openai.omit,
             )
         except openai.APITimeoutError:
             raise ModelUnavailable(
