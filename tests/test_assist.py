@@ -45,7 +45,9 @@ def test_questions_are_classified(question, language, kind):
 
 def test_questions_are_split_out_of_a_note():
     note = "Merci pour l'exposé. Depuis quand ? Et avez-vous pensé à en parler ?"
-    assert questions_in(note) == ["Depuis quand ?", "Et avez-vous pensé à en parler ?"]
+    assert questions_in(note, FR) == ["Depuis quand ?", "Et avez-vous pensé à en parler ?"]
+    # A judgment needs no question mark to be flagged.
+    assert questions_in("Vous auriez dû refuser. Merci.", FR) == ["Vous auriez dû refuser."]
 
 
 def test_contract_checks():

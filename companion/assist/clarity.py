@@ -76,11 +76,11 @@ def classify(question: str, language: Language) -> tuple[Kind, str | None]:
     return (Kind.open_question if text.endswith("?") else Kind.closed_question), None
 
 
-def questions_in(text: str) -> list[str]:
-    """The sentences of a note that ask something, or that judge (which needs no '?')."""
+def questions_in(text: str, language: Language) -> list[str]:
+    """The sentences of a note that ask something, or that judge or advise without a '?'."""
     found = []
     for sentence in (s.strip() for s in _SENTENCE.findall(normalise(text))):
-        if sentence.endswith("?"):
+        if sentence.endswith("?") or classify(sentence, language)[0] in FLAGGED:
             found.append(sentence)
     return found
 
@@ -128,7 +128,7 @@ def analyse(
     """Classify every question of the clarification and list the facets still unclear."""
     flags = []
     for utterance in clarification:
-        for question in questions_in(utterance.text):
+        for question in questions_in(utterance.text, language):
             kind, cue = classify(question, language)
             flags.append(
                 Flag(

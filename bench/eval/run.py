@@ -1,0 +1,119 @@
+"""Assistance quality on labelled cases (bench/eval/cases.<lang>.json), with figures printed.
+
+    python bench/eval/run.py                 # clarity cues only (no model)
+    python bench/eval/run.py --contract      # also contract drafts through the configured model
+
+Clarity: recall and precision of the flags the facilitator sees (disguised advice and
+judgment; targets >= 0.9 / >= 0.8), and accuracy over all five kinds. Contract: share of drafts
+passing the deterministic checks on the model's first answer and after the one regeneration
+(target 100 %), and the time to get them. The model is the one the service would use: the
+local llama.cpp server by default (COMPANION_LLM_LOCAL_MODEL), or COMPANION_LLM_BASE_URL.
+Theme grouping (ARI), lost/invented ideas and the synthesis timing are not measured yet: those
+features are not built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from companion.assist import clarity, contract
+from companion.method.phases import Language
+
+HERE = Path(__file__).parent
+FLAGS = {"disguised_advice", "judgment"}
+
+
+def load(language: Language) -> list[dict]:
+    return json.loads((HERE / f"cases.{language}.json").read_text(encoding="utf-8"))
+
+
+def eval_clarity() -> None:
+    print("clarity cues (no model)")
+    for language in Language:
+        tp = fp = fn = right = total = 0
+        misses = []
+        for case in load(language):
+            for question, label in case["questions"]:
+                kind, _cue = clarity.classify(question, language)
+                total += 1
+                right += kind == label
+                predicted, actual = kind in FLAGS, label in FLAGS
+                tp += predicted and actual
+                fp += predicted and not actual
+                fn += actual and not predicted
+                if kind != label:
+                    misses.append(f"    {label:>16} -> {kind:<16} {question}")
+        recall = tp / (tp + fn) if tp + fn else 1.0
+        precision = tp / (tp + fp) if tp + fp else 1.0
+        print(
+            f"  {language}: advice+judgment recall {recall:.2f} precision {precision:.2f}; "
+            f"5-kind accuracy {right}/{total} = {right / total:.2f}"
+        )
+        print("\n".join(misses))
+
+
+def eval_contract() -> None:
+    from api.state import AppState
+    from companion.config import Settings
+    from companion.runtime import open_store
+
+    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="eval-")))
+    store = open_store(settings)
+    state = AppState(settings, store.engine, store.sessions, store.master)
+
+    class Group:
+        id = "eval"
+        policy = "on_prem"
+
+    print("contract drafts (model: local unless COMPANION_LLM_BASE_URL is set)")
+    try:
+        started = time.monotonic()
+        gateway = state.llm()
+        print(f"  model ready in {time.monotonic() - started:.1f} s")
+        for language in Language:
+            proposed = final = 0
+            for case in load(language):
+                questions = [q for q, _ in case["questions"]]
+                started = time.monotonic()
+                try:
+                    drafts = contract.draft(
+                        gateway, Group(), language, [case["expose"]], questions, [case["expose"]]
+                    )
+                except Exception as exc:
+                    print(f"  {language} {case['title']!r}: failed: {exc}")
+                    continue
+                took = time.monotonic() - started
+                proposed += len(drafts.candidates) + len(drafts.rejected)
+                final += len(drafts.candidates)
+                print(
+                    f"  {language} {case['title']!r}: {len(drafts.candidates)}/3 valid candidates, "
+                    f"{len(drafts.rejected)} rejected, {took:.1f} s"
+                )
+                for c in drafts.candidates:
+                    print(f"      ok  {c.text}")
+                for c in drafts.rejected:
+                    print(f"      bad {c.text}  <- {'; '.join(c.problems)}")
+            if proposed:
+                print(
+                    f"  {language}: {final} valid candidates delivered of {3 * len(load(language))} "
+                    f"wanted; {final}/{proposed} of the model's proposals passed the checks"
+                )
+    finally:
+        state.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--contract", action="store_true", help="also draft contracts")
+    args = parser.parse_args()
+    eval_clarity()
+    if args.contract:
+        eval_contract()
+
+
+if __name__ == "__main__":
+    main()
