@@ -15,6 +15,7 @@ from api.routes import (
     audit,
     contract,
     cycles,
+    debrief,
     followup,
     groups,
     health,
@@ -48,6 +49,7 @@ ROUTERS = (
     model_calls.router,
     assist.router,
     followup.router,
+    debrief.router,
 )
 
 
