@@ -21,15 +21,18 @@ from api.routes import (
     health,
     learnings,
     members,
+    memory,
     model_calls,
     notes,
     phases,
     sessions,
+    transcripts,
     users,
 )
 from api.state import AppState
 from companion.config import Settings, get_settings
 from companion.runtime import open_store
+from companion.speech.queue import TranscriptionService
 
 API_PREFIX = "/api/v1"
 
@@ -50,6 +53,8 @@ ROUTERS = (
     assist.router,
     followup.router,
     debrief.router,
+    memory.router,
+    transcripts.router,
 )
 
 
@@ -61,7 +66,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = open_store(settings)
         state = AppState(settings, store.engine, store.sessions, store.master)
         app.state.companion = state
+        speech = TranscriptionService(settings, store.sessions, store.master)
+        app.state.transcription = speech
+        speech.start()
         yield
+        speech.close()
         state.close()
 
     app = FastAPI(
@@ -72,7 +81,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(
-        BodyLimit, max_bytes=settings.max_request_bytes, max_text_chars=settings.max_text_chars
+        BodyLimit,
+        max_bytes=settings.max_request_bytes,
+        max_text_chars=settings.max_text_chars,
+        uploads=(transcripts.UPLOAD_PATH, settings.max_upload_bytes),
     )
     app.include_router(health.router)
     for router in ROUTERS:

@@ -11,6 +11,7 @@ import typer
 from companion.accounts import service as accounts
 from companion.audit import service as audit
 from companion.config import Settings
+from companion.memory.cli import app as memory_app
 from companion.runtime import open_store, rotate_master_key
 from companion.store.keyring import Keyring
 
@@ -24,6 +25,7 @@ llm_app = typer.Typer(help="The local language model.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(memory_app, name="memory")
 app.add_typer(llm_app, name="llm")
 
 DataDir = Annotated[
@@ -52,6 +54,25 @@ def serve(
     settings = _settings(data_dir, host=host, port=port)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+
+
+@app.command()
+def worker(
+    threads: Annotated[
+        int | None, typer.Option(help="Worker threads (env COMPANION_TRANSCRIPTION_WORKERS).")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run transcription workers apart from the API (Ctrl-C stops them; jobs resume later)."""
+    from companion.speech.queue import TranscriptionService
+
+    settings = _settings(data_dir, transcription_workers=threads)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    store = open_store(settings)
+    try:
+        TranscriptionService(settings, store.sessions, store.master).run_forever()
+    finally:
+        store.engine.dispose()
 
 
 def _create_user(data_dir: Path | None, name: str, *, is_admin: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,81 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Hosts (or CIDR networks) that on_prem groups may call besides private ones.",
     )
+    memory_enabled: bool = Field(
+        default=True, description="Index session content into each group's sealed memory."
+    )
+    chroma_url: str | None = Field(
+        default=None,
+        description="Chroma server (http://host:port); default: embedded Chroma under the data dir.",
+    )
+    chroma_path: Path | None = Field(
+        default=None, description="Embedded Chroma directory; default: <data_dir>/chroma."
+    )
+    chroma_timeout_s: float = Field(
+        default=10, gt=0, description="Longest wait for one answer of the Chroma server."
+    )
+    memory_embedder: Literal["use", "e5", "openai"] = Field(
+        default="use",
+        description="Embeddings: 'use' (multilingual USE v3, bundled), 'e5' (multilingual-e5-small, "
+        "bundled, needs the 'e5' extra) or 'openai' (an OpenAI-compatible embeddings endpoint).",
+    )
+    memory_embeddings_url: str | None = Field(
+        default=None, description="OpenAI-compatible base URL for memory_embedder=openai."
+    )
+    memory_embeddings_model: str = Field(
+        default="local", description="Embeddings model name sent to that endpoint."
+    )
+    memory_embeddings_api_key: str = Field(default="none", description="Its API key, if any.")
+    memory_embedding_threads: int = Field(
+        default=1, ge=1, le=64, description="CPU threads for the bundled embedding models."
+    )
+    memory_max_query_chars: int = Field(default=1000, ge=1, description="Longest memory query.")
+    memory_snippet_chars: int = Field(
+        default=400, ge=20, description="Longest snippet a memory search returns per hit."
+    )
+
+    speech_model_dir: Path | None = Field(
+        default=None,
+        description="A CTranslate2 Whisper directory (small, medium, large-v3...); default: the "
+        "bundled multilingual Whisper base.",
+    )
+    speech_cache_dir: Path | None = Field(
+        default=None, description="Where the bundled model is assembled; default <data_dir>/models."
+    )
+    speech_device: Literal["cpu", "cuda"] = Field(default="cpu", description="Where Whisper runs.")
+    speech_compute_type: str = Field(
+        default="int8", description="CTranslate2 compute type: int8, int8_float16, float16, ..."
+    )
+    speech_cpu_threads: int = Field(
+        default=2, ge=1, le=64, description="Threads per transcription."
+    )
+    speech_beam_size: int = Field(default=5, ge=1, le=10, description="Beam search width.")
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for the transcription queue (redis://host:6379/0); default: an "
+        "embedded SQLite queue under the data dir.",
+    )
+    transcription_worker: bool = Field(
+        default=True, description="Run a transcription worker inside the API process."
+    )
+    transcription_workers: int = Field(
+        default=1, ge=1, le=32, description="Worker threads per consumer (API or companion worker)."
+    )
+    transcription_lease_s: float = Field(
+        default=120,
+        gt=0,
+        description="A running job silent for this long is taken as abandoned and run again.",
+    )
+    max_upload_bytes: int = Field(
+        default=200_000_000, ge=1, description="Largest recording upload, in bytes."
+    )
+    max_audio_seconds: float = Field(
+        default=7200, gt=0, description="Longest recording accepted, in seconds."
+    )
+
+    @property
+    def resolved_chroma_path(self) -> Path:
+        return self.chroma_path or self.data_dir / "chroma"
 
     @property
     def resolved_database_url(self) -> str:

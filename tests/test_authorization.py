@@ -27,11 +27,16 @@ import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from api.deps import Access, Need, SessionAccess, admin_user
 from api.main import API_PREFIX, ROUTERS, create_app
 from companion.config import Settings
 from companion.method.phases import Phase
+from companion.speech.jobs import store_transcript
+from companion.speech.transcriber import Segment
+from companion.store.keyring import Keyring
+from companion.store.models import TranscriptionJob, TranscriptSegment, new_id
 from tests.world import Api, Circle
 
 HEALTH = {"/healthz", "/readyz"}
@@ -137,6 +142,8 @@ NOWHERE = {
     "cycle_id": MISSING_GROUP,
     "user_id": MISSING_GROUP,
     "action_id": MISSING_GROUP,
+    "job_id": MISSING_GROUP,
+    "segment_id": MISSING_GROUP,
     "phase": next(iter(Phase)).value,
 }
 
@@ -152,7 +159,11 @@ def _url(op: Op, values: dict[str, str]) -> str:
 
 def _call(api: Api, op: Op, url: str, token: str | None) -> tuple[int, str]:
     body: dict[str, Any] = {"json": {}} if op.method in BODY_METHODS else {}
-    res = api.call(op.method, url, token, **body)
+    # A required query parameter (a search's `q`) gets a plain word.
+    required = {
+        p.alias: "budget" for p in op.route.dependant.query_params if p.field_info.is_required()
+    }
+    res = api.call(op.method, url, token, params=required, **body)
     return res.status_code, res.text[:200]
 
 
@@ -186,7 +197,34 @@ class World:
         }
         if any("action_id" in op.params for op in OPS):
             params["action_id"] = cls._action(circle)
+        if any(p in op.params for op in OPS for p in ("job_id", "segment_id")):
+            params.update(cls._transcript(api, circle))
         return cls(api, circle, bystander, params)
+
+    @staticmethod
+    def _transcript(api: Api, circle: Circle) -> dict[str, str]:
+        """A stored transcript (one recording, one segment), written as the worker writes it."""
+        state = api.client.app.state.companion  # type: ignore[attr-defined]
+        with state.sessions() as db, db.begin():
+            job = TranscriptionJob(
+                id=new_id(),
+                group_id=circle.group_id,
+                session_id=circle.session_id,
+                phase=Phase.presentation,
+                status="done",
+                progress=1.0,
+                audio_seconds=1.0,
+                audio_format="wav/pcm_s16le",
+                audio_kept=False,
+                attempts=1,
+            )
+            db.add(job)
+            db.flush()
+            store_transcript(db, Keyring(db, state.master), job, [Segment(0.0, 1.0, "Bonjour.")])
+            segment = db.scalar(
+                select(TranscriptSegment.id).where(TranscriptSegment.job_id == job.id)
+            )
+        return {"job_id": job.id, "segment_id": str(segment)}
 
     @staticmethod
     def _action(circle: Circle) -> str:

@@ -15,6 +15,7 @@ from companion.groups.views import (
     MemberView,
     Role,
 )
+from companion.memory import outbox as memory
 from companion.method.phases import Language, Phase, default_timeboxes
 from companion.store.keyring import Keyring
 from companion.store.models import (
@@ -100,6 +101,7 @@ def update_group(db: Session, keys: Keyring, actor: User, group: Group, spec: Gr
 def delete_group(db: Session, keys: Keyring, actor: User, group: Group) -> None:
     """Crypto-shredding: the key goes first, then the rows; the audit keeps only the event."""
     keys.shred(group.id)
+    memory.forget_group(db, group.id)  # its collection is dropped once this commits
     # Sessions reference users; delete them explicitly so no backend depends on cascade order.
     db.execute(delete(CodevSession).where(CodevSession.group_id == group.id))
     db.execute(delete(AuditEvent).where(AuditEvent.group_id == group.id))

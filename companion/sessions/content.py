@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from companion.audit import service as audit
 from companion.errors import Conflict, Invalid, NotFound
+from companion.memory import outbox as memory
 from companion.method.contract import one_sentence_problem
 from companion.method.phases import Phase
 from companion.sessions.service import person, require_open, require_running, state
@@ -52,6 +53,7 @@ def add_note(db: Session, keys: Keyring, actor: User, session: CodevSession, bod
     db.add(note)
     db.flush()
     audit.record(db, actor.id, session.group_id, "note.add", "note", note.id)
+    memory.enqueue(db, session.group_id, "note", note.id)
     return note
 
 
@@ -95,6 +97,7 @@ def set_contract(
     keys.seal(session.group_id, contract, "text", text)
     db.flush()
     audit.record(db, actor.id, session.group_id, "contract.confirm", "contract", contract.id)
+    memory.enqueue(db, session.group_id, "contract", contract.id)
     return contract
 
 
@@ -126,6 +129,7 @@ def add_action(
     db.add(action)
     db.flush()
     audit.record(db, actor.id, session.group_id, "action.add", "action", action.id)
+    memory.enqueue(db, session.group_id, "action", action.id)
     return action
 
 
@@ -156,6 +160,7 @@ def update_action(
         action.status = changes["status"]
     action.updated_at = utcnow()
     audit.record(db, actor.id, session.group_id, "action.update", "action", action.id)
+    memory.enqueue(db, session.group_id, "action", action.id)
     return action
 
 
@@ -178,6 +183,7 @@ def add_progress(
     action.updated_at = utcnow()
     db.flush()
     audit.record(db, actor.id, session.group_id, "action.progress", "action", action.id)
+    memory.enqueue(db, session.group_id, "action", action.id)
     return progress
 
 
@@ -240,6 +246,7 @@ def set_learning(
     keys.seal(session.group_id, row, "text", spec.text)
     db.flush()
     audit.record(db, actor.id, session.group_id, "learning.set", "learning", row.id)
+    memory.enqueue(db, session.group_id, "learning", row.id)
     return row
 
 

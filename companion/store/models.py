@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -250,3 +251,69 @@ class ModelCall(Base):
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     duration_ms: Mapped[int] = mapped_column(Integer)
+
+
+class MemoryOutbox(Base):
+    """Content waiting to be (re)indexed into its group's memory. Ids and kinds only, no content.
+
+    A row is written in the same transaction as the content; indexing after the commit deletes
+    it, and a failure leaves it here with the kind of error for a later retry.
+    """
+
+    __tablename__ = "memory_outbox"
+    id: Mapped[str] = _id()
+    group_id: Mapped[str] = _group_fk()
+    kind: Mapped[str] = mapped_column(String(20))  # note | contract | action | learning
+    source_id: Mapped[str] = mapped_column(String(36))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(60))  # an exception kind, no text
+    created_at: Mapped[datetime] = _created()
+    tried_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class TranscriptionJob(Base):
+    """One recording of a phase on its way to a transcript. Ids, states and numbers only.
+
+    `attempts` counts the claims by a worker; `heartbeat_at` is refreshed while one works, so
+    a job whose worker died (no heartbeat for the lease) is queued again.
+    """
+
+    __tablename__ = "transcription_jobs"
+    id: Mapped[str] = _id()
+    group_id: Mapped[str] = _group_fk()
+    session_id: Mapped[str] = _session_fk()
+    phase: Mapped[str] = mapped_column(String(20))
+    uploaded_by: Mapped[str | None] = mapped_column(String(36))
+    status: Mapped[str] = mapped_column(String(10), index=True)  # queued|running|done|failed
+    progress: Mapped[float] = mapped_column(Float, default=0.0)  # fraction of the audio done
+    audio_seconds: Mapped[float] = mapped_column(Float)
+    audio_format: Mapped[str] = mapped_column(String(60))  # container/codec, e.g. ogg/opus
+    audio_kept: Mapped[bool] = mapped_column(Boolean, default=False)  # sealed file still there
+    error: Mapped[str | None] = mapped_column(String(300))  # a readable reason, never content
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = _created()
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class TranscriptSegment(Base):
+    """A stretch of a recording's transcript; times in seconds from the recording's start."""
+
+    __tablename__ = "transcript_segments"
+    __table_args__ = (UniqueConstraint("job_id", "position"),)
+    id: Mapped[str] = _id()
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("transcription_jobs.id", ondelete="CASCADE"), index=True
+    )
+    session_id: Mapped[str] = _session_fk()
+    phase: Mapped[str] = mapped_column(String(20))
+    position: Mapped[int] = mapped_column(Integer)  # the segment's index in its recording
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    speaker_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    text_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    edited: Mapped[bool] = mapped_column(Boolean, default=False)
+    edited_by: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()

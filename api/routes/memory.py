@@ -1,0 +1,96 @@
+"""Search a group's memory. The router also owns the application's Memory (its lifespan).
+
+The Memory indexes, after each commit, what the services put in the outbox (notes, contracts,
+actions, learnings) and drops the memory of a deleted group; it loads Chroma and the
+embedding model on first use only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, Query, Request
+
+from api.deps import GroupMember, KeysDep, SessionDep, app_state
+from companion.errors import Invalid
+from companion.memory.chroma import MemoryUnavailable
+from companion.memory.service import Filters, Memory
+from companion.memory.views import MemoryKind, MemorySearchView
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state = app.state.companion  # made by the application's own lifespan, which runs first
+    memory: Memory | None = None
+    if state.settings.memory_enabled:
+        memory = Memory(state.settings, state.sessions, state.master)
+        memory.install()
+    app.state.memory = memory
+    try:
+        yield
+    finally:
+        app.state.memory = None
+        if memory is not None:
+            memory.close()
+
+
+router = APIRouter(prefix="/groups/{group_id}/memory", tags=["memory"], lifespan=lifespan)
+
+
+def get_memory(request: Request) -> Memory:
+    memory: Memory | None = getattr(request.app.state, "memory", None)
+    if memory is None:
+        if not app_state(request).settings.memory_enabled:
+            raise MemoryUnavailable("The group memory is turned off (COMPANION_MEMORY_ENABLED).")
+        raise MemoryUnavailable("The group memory is not running; retry in a moment.")
+    return memory
+
+
+def _when(name: str, value: str | None) -> date | datetime | None:
+    """A day (YYYY-MM-DD) or a moment (ISO 8601; without a zone: UTC)."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+    except ValueError:
+        raise Invalid(
+            f"{name} must be a date (2030-01-31) or a time (2030-01-31T14:00:00Z), not {text!r}."
+        ) from None
+
+
+@router.get("/search")
+def search_memory(
+    request: Request,
+    ctx: GroupMember,
+    db: SessionDep,
+    keys: KeysDep,
+    q: Annotated[str, Query(description="What to look for, in French or English.")],
+    kind: Annotated[MemoryKind | None, Query(description="Only this kind of memory.")] = None,
+    session_id: Annotated[str | None, Query(description="Only this session's memories.")] = None,
+    since: Annotated[
+        str | None, Query(description="Written on or after: YYYY-MM-DD or an ISO 8601 time.")
+    ] = None,
+    until: Annotated[
+        str | None,
+        Query(description="Written on or before: YYYY-MM-DD (that day included) or a time."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=50, description="How many hits at most.")] = 10,
+) -> MemorySearchView:
+    """The group's memories closest in meaning to `q`, opened, with where they come from.
+
+    Only the caller's group is searched (its own collection). Snippets are decrypted here;
+    Chroma only ever holds sealed documents and rotated vectors. 503 when the memory store is
+    unavailable (nothing is lost: content waiting to be indexed is indexed once it is back).
+    """
+    memory = get_memory(request)
+    filters = Filters(
+        kind=kind,
+        session_id=session_id,
+        since=_when("since", since),
+        until=_when("until", until),
+    )
+    return memory.search(db, keys, ctx.group.id, q, filters, limit)

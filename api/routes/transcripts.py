@@ -1,0 +1,135 @@
+"""Recordings of a phase, their transcription jobs, and the sealed transcript."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+
+from api.deps import KeysDep, SessionDep, SessionMember, SessionParticipant, app_state
+from companion.errors import Invalid
+from companion.method.phases import Phase
+from companion.sessions.service import require_running
+from companion.speech import jobs
+from companion.speech.queue import TranscriptionService
+from companion.speech.views import JobView, SegmentEdit, SegmentView, TranscriptView
+
+router = APIRouter(prefix="/groups/{group_id}/sessions/{session_id}", tags=["transcription"])
+
+# For api.limits.BodyLimit: uploads stream through with their own size limit.
+UPLOAD_PATH = r"/groups/[^/]+/sessions/[^/]+/phases/[^/]+/recordings$"
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "wav, mp3, m4a/aac, ogg/opus or webm/opus",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def get_speech(request: Request) -> TranscriptionService:
+    service: TranscriptionService = request.app.state.transcription
+    return service
+
+
+SpeechDep = Annotated[TranscriptionService, Depends(get_speech)]
+
+
+@router.post(
+    "/phases/{phase}/recordings",
+    status_code=202,
+    openapi_extra=_UPLOAD_BODY,
+    responses={
+        409: {"description": "The phase is not the one running."},
+        413: {"description": "Over the upload size or duration limit."},
+        422: {"description": "Empty, not audio, corrupt, truncated, or only silence."},
+    },
+)
+async def upload_recording(
+    phase: Phase,
+    request: Request,
+    ctx: SessionParticipant,
+    db: SessionDep,
+    keys: KeysDep,
+    speech: SpeechDep,
+    background: BackgroundTasks,
+) -> JobView:
+    """A recording of the running phase (multipart field `file`): checked, sealed, queued.
+
+    Answers 202 with the job; follow it at `.../transcription-jobs/{job_id}`. The body is read
+    only after the caller's access is checked, and the phase before the body.
+    """
+    require_running(ctx.session, phase)
+    try:
+        form = await request.form(max_files=1, max_fields=5)
+    except MultiPartException as exc:
+        raise Invalid(f"The upload is not valid multipart/form-data ({exc.message}).") from exc
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise Invalid(
+                "Send the recording as multipart/form-data with the audio in a field named 'file'."
+            )
+        settings = app_state(request).settings
+        job = await run_in_threadpool(
+            jobs.create_job,
+            db,
+            keys,
+            settings,
+            ctx.user,
+            ctx.group,
+            ctx.session,
+            phase,
+            upload.file,
+        )
+        view = await run_in_threadpool(jobs.job_view, db, job, settings.transcription_workers)
+    finally:
+        await form.close()
+    background.add_task(speech.wake)  # after the response: the job's row is committed by then
+    return view
+
+
+@router.get("/transcription-jobs")
+def list_jobs(ctx: SessionMember, db: SessionDep, request: Request) -> list[JobView]:
+    workers = app_state(request).settings.transcription_workers
+    return [jobs.job_view(db, job, workers) for job in jobs.jobs_of(db, ctx.session)]
+
+
+@router.get("/transcription-jobs/{job_id}")
+def get_job(job_id: str, ctx: SessionMember, db: SessionDep, request: Request) -> JobView:
+    """Status, percent of the audio done, ETA, and the reason when it failed."""
+    workers = app_state(request).settings.transcription_workers
+    return jobs.job_view(db, jobs.get_job(db, ctx.session, job_id), workers)
+
+
+@router.get("/transcript")
+def get_transcript(
+    ctx: SessionMember, db: SessionDep, keys: KeysDep, phase: Phase | None = None
+) -> TranscriptView:
+    """The session's transcript (or one phase's): segments in phase and recording order."""
+    return jobs.transcript(db, keys, ctx.session, phase)
+
+
+@router.patch("/transcript/segments/{segment_id}")
+def edit_segment(
+    segment_id: str, spec: SegmentEdit, ctx: SessionParticipant, db: SessionDep, keys: KeysDep
+) -> SegmentView:
+    """A participant corrects a segment's text; later assistance uses the corrected text."""
+    return jobs.edit_segment(db, keys, ctx.user, ctx.session, segment_id, spec.text)

@@ -1,0 +1,39 @@
+"""The memory outbox: what must be (re)indexed, written in the same transaction as the content.
+
+Services call `enqueue` when they store content and `forget_group` when they delete a group;
+both only touch the database and mark the session. After the commit, the application's Memory
+(companion.memory.service) indexes what was marked; if it cannot, the rows stay here, with
+the kind of error, until a later commit, a search of that group, or `companion memory reindex`
+succeeds. Nothing here imports Chroma or a model.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from companion.memory.views import MemoryKind
+from companion.store.models import MemoryOutbox, new_id
+
+PENDING = "companion.memory.pending"  # session.info: group ids with new outbox rows
+DROPPED = "companion.memory.dropped"  # session.info: group ids whose memory must go
+
+
+def enqueue(db: Session, group_id: str, kind: MemoryKind | str, source_id: str) -> None:
+    """Index (again) this source of the group's memory once the transaction commits."""
+    # Always a new row, even if one waits already: an indexing under way may have read the
+    # source before this change, and deleting its row must not lose this one.
+    kind = MemoryKind(kind)
+    db.add(MemoryOutbox(id=new_id(), group_id=group_id, kind=kind.value, source_id=source_id))
+    db.info.setdefault(PENDING, set()).add(group_id)
+
+
+def forget_group(db: Session, group_id: str) -> None:
+    """Drop the group's memory once its deletion commits (its outbox rows go with the group)."""
+    db.info.setdefault(DROPPED, set()).add(group_id)
+
+
+def take_marks(db: Session) -> tuple[set[str], set[str]]:
+    """The groups to index and to drop that this session marked; the marks are cleared."""
+    pending: set[str] = db.info.pop(PENDING, set())
+    dropped: set[str] = db.info.pop(DROPPED, set())
+    return pending - dropped, dropped

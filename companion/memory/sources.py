@@ -1,0 +1,170 @@
+"""What goes into a group's memory, read from the database (where it is sealed) and opened.
+
+One memory per note, contract, action (with its progress notes) and learning; its id is
+'<kind>-<source id>', so indexing the same source again replaces it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from companion.memory.views import MemoryKind
+from companion.store.keyring import Keyring
+from companion.store.models import (
+    Action,
+    ActionProgress,
+    CodevSession,
+    Contract,
+    Group,
+    Learning,
+    Note,
+)
+
+
+@dataclass(frozen=True)
+class MemoryItem:
+    group_id: str
+    kind: MemoryKind
+    source_id: str
+    session_id: str
+    phase: str
+    author_id: str | None
+    at: datetime
+    text: str
+
+    @property
+    def memory_id(self) -> str:
+        return memory_id(self.kind, self.source_id)
+
+
+def memory_id(kind: MemoryKind | str, source_id: str) -> str:
+    return f"{MemoryKind(kind).value}-{source_id}"
+
+
+_LABELS = {
+    "fr": ("Objectif", "Premier pas", "Indicateur", "Avancement"),
+    "en": ("Objective", "First step", "Indicator", "Progress"),
+}
+
+
+def _note(keys: Keyring, group_id: str, note: Note) -> MemoryItem:
+    return MemoryItem(
+        group_id,
+        MemoryKind.note,
+        note.id,
+        note.session_id,
+        note.phase,
+        note.author_id,
+        note.created_at,
+        keys.open(group_id, note, "body"),
+    )
+
+
+def _contract(keys: Keyring, group_id: str, row: Contract) -> MemoryItem:
+    return MemoryItem(
+        group_id,
+        MemoryKind.contract,
+        row.id,
+        row.session_id,
+        "contract",
+        row.confirmed_by,
+        row.confirmed_at,
+        keys.open(group_id, row, "text"),
+    )
+
+
+def _action(db: Session, keys: Keyring, group: Group, action: Action) -> MemoryItem:
+    # The objective leads, unlabelled: it is what a search should match first.
+    _, first_step, indicator, progress = _LABELS.get(group.language, _LABELS["en"])
+    lines = [
+        keys.open(group.id, action, "objective"),
+        f"{first_step}: {keys.open(group.id, action, 'first_step')}",
+        f"{indicator}: {keys.open(group.id, action, 'indicator')}",
+    ]
+    steps = db.scalars(
+        select(ActionProgress)
+        .where(ActionProgress.action_id == action.id)
+        .order_by(ActionProgress.noted_on, ActionProgress.created_at)
+    ).all()
+    lines += [f"{progress} ({p.noted_on}): {keys.open(group.id, p, 'note')}" for p in steps]
+    return MemoryItem(
+        group.id,
+        MemoryKind.action,
+        action.id,
+        action.session_id,
+        "synthesis",
+        None,
+        action.updated_at,
+        "\n".join(lines),
+    )
+
+
+def _learning(keys: Keyring, group_id: str, row: Learning) -> MemoryItem:
+    return MemoryItem(
+        group_id,
+        MemoryKind.learning,
+        row.id,
+        row.session_id,
+        "learning",
+        row.user_id,
+        row.created_at,
+        keys.open(group_id, row, "text"),
+    )
+
+
+def _in_group(db: Session, group_id: str, session_id: str) -> bool:
+    session = db.get(CodevSession, session_id)
+    return session is not None and session.group_id == group_id
+
+
+def load(
+    db: Session, keys: Keyring, group_id: str, kind: MemoryKind | str, source_id: str
+) -> MemoryItem | None:
+    """The memory of one source as it is now; None when it is gone (or not of this group)."""
+    kind = MemoryKind(kind)
+    if kind is MemoryKind.note:
+        note = db.get(Note, source_id)
+        if note is None or not _in_group(db, group_id, note.session_id):
+            return None
+        return _note(keys, group_id, note)
+    if kind is MemoryKind.contract:
+        contract = db.get(Contract, source_id)
+        if contract is None or not _in_group(db, group_id, contract.session_id):
+            return None
+        return _contract(keys, group_id, contract)
+    if kind is MemoryKind.action:
+        action = db.get(Action, source_id)
+        group = db.get(Group, group_id)
+        if action is None or group is None or not _in_group(db, group_id, action.session_id):
+            return None
+        return _action(db, keys, group, action)
+    learning = db.get(Learning, source_id)
+    if learning is None or not _in_group(db, group_id, learning.session_id):
+        return None
+    return _learning(keys, group_id, learning)
+
+
+def all_items(db: Session, keys: Keyring, group_id: str) -> Iterator[MemoryItem]:
+    """Every memory of the group, rebuilt from the database (for a reindex)."""
+    group = db.get(Group, group_id)
+    if group is None:
+        return
+    sessions = select(CodevSession.id).where(CodevSession.group_id == group_id)
+    for note in db.scalars(
+        select(Note).where(Note.session_id.in_(sessions)).order_by(Note.created_at, Note.id)
+    ):
+        yield _note(keys, group_id, note)
+    for contract in db.scalars(select(Contract).where(Contract.session_id.in_(sessions))):
+        yield _contract(keys, group_id, contract)
+    actions = db.scalars(
+        select(Action).where(Action.session_id.in_(sessions)).order_by(Action.created_at)
+    ).all()
+    for action in actions:
+        yield _action(db, keys, group, action)
+    for learning in db.scalars(select(Learning).where(Learning.session_id.in_(sessions))):
+        yield _learning(keys, group_id, learning)

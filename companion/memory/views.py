@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class MemoryKind(StrEnum):
+    """What a memory comes from (transcript segments, ideas and syntheses will join)."""
+
+    note = "note"
+    contract = "contract"
+    action = "action"
+    learning = "learning"
+
+
+class MemoryHit(BaseModel):
+    memory_id: str = Field(description="Stable id: '<kind>-<source id>'.")
+    kind: MemoryKind
+    source_id: str = Field(description="The note, contract, action or learning it comes from.")
+    session_id: str
+    phase: str
+    author_id: str | None
+    at: datetime = Field(description="When the source was written or last changed.")
+    snippet: str = Field(description="The text, shortened to COMPANION_MEMORY_SNIPPET_CHARS.")
+    score: float = Field(description="Cosine similarity to the query, higher is closer.")
+
+
+class MemorySearchView(BaseModel):
+    query: str
+    hits: list[MemoryHit]
+    pending: int = Field(
+        description="Items of this group still waiting to be indexed (0 when memory is complete)."
+    )

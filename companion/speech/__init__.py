@@ -1,0 +1,1 @@
+"""Local transcription: the bundled Whisper model, the executor, durable jobs, sealed transcripts."""

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from companion.method.phases import Phase
+from companion.text import LongText
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class JobView(BaseModel):
+    id: str
+    group_id: str
+    session_id: str
+    phase: Phase
+    status: JobStatus
+    progress: float = Field(description="Fraction of the recording transcribed, 0 to 1.")
+    percent: int = Field(description="The same, in whole percent.")
+    eta_seconds: float | None = Field(
+        description="Estimated seconds until the transcript is stored; null when done or failed."
+    )
+    queue_position: int | None = Field(
+        description="Jobs (of any group) the worker takes before this one; null unless queued."
+    )
+    audio_seconds: float
+    audio_format: str
+    audio_kept: bool = Field(description="The sealed recording is kept (the group opted in).")
+    segments: int = Field(description="Segments stored (once done).")
+    error: str | None = Field(description="Why the job failed, in words.")
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class SegmentView(BaseModel):
+    id: str
+    job_id: str
+    phase: Phase
+    index: int = Field(description="Position in its recording.")
+    start: float = Field(description="Seconds from the start of the recording.")
+    end: float
+    text: str
+    speaker: str | None = Field(description="Speaker label when known.")
+    edited: bool
+    updated_at: datetime
+
+
+class TranscriptView(BaseModel):
+    session_id: str
+    phase: Phase | None
+    segments: list[SegmentView]
+    pending_jobs: int = Field(description="Recordings still queued or being transcribed.")
+
+
+class SegmentEdit(BaseModel):
+    text: LongText

@@ -1,0 +1,263 @@
+"""The bundled Whisper model and the real executor, on speech espeak-ng makes at test time.
+
+Kept few and small: one assembly of the model per run (shared by the tests through a cache
+directory), a handful of ten-second clips, and one kill-and-resume of a real worker process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from api.main import create_app
+from companion.config import Settings
+from companion.speech import model as speech_model
+from companion.speech.model import ModelUnavailable, bundled_model_dir, resolve
+from companion.speech.transcriber import Segment, WhisperTranscriber, drop_loops
+from companion.store.models import TranscriptSegment
+from tests.speech_audio import needs_speech_tools, speak, wait_for_job
+from tests.world import Api, Circle
+
+FRENCH = (
+    "Bonjour à tous. Je voudrais parler de mon équipe. "
+    "Je travaille tous les soirs jusqu'à vingt heures, et je suis fatiguée."
+)
+ENGLISH = (
+    "Good morning everyone. My problem is delegation. "
+    "I cannot hand over the monthly report to my team, and I work late every evening."
+)
+
+
+def _words(text: str) -> str:
+    return text.casefold().replace("’", "'")
+
+
+def _parts() -> tuple[Path, Path]:
+    data1, _ = speech_model._data_dir(*speech_model.PART1)
+    data2, _ = speech_model._data_dir(*speech_model.PART2)
+    return data1 / "model.bin.part1", data2 / "model.bin.part2"
+
+
+def _sha256(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One assembled bundled model for the whole run."""
+    cache = tmp_path_factory.mktemp("whisper-cache")
+    bundled_model_dir(cache)
+    return cache
+
+
+def _settings(data_dir: Path, cache: Path, **extra: object) -> Settings:
+    return Settings(data_dir=data_dir, speech_cache_dir=cache, **extra)  # type: ignore[arg-type]
+
+
+# --- the model ------------------------------------------------------------------------------
+
+
+def test_assembly_is_atomic_under_concurrent_first_use(tmp_path):
+    cache = tmp_path / "cache"
+    code = (
+        "import sys; from pathlib import Path; "
+        "from companion.speech.model import bundled_model_dir; "
+        "print(bundled_model_dir(Path(sys.argv[1])))"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(cache)], stdout=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    results: list[Path | BaseException] = []
+
+    def first_use() -> None:
+        try:
+            results.append(bundled_model_dir(cache))
+        except BaseException as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=first_use) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    outputs = [p.communicate(timeout=120)[0].decode().strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+
+    [target] = {r for r in results if isinstance(r, Path)}
+    assert len(results) == 4
+    assert outputs == [str(target)] * 2
+    part1, part2 = _parts()
+    model = target / "model.bin"
+    assert model.stat().st_size == part1.stat().st_size + part2.stat().st_size
+    assert _sha256(model) == _sha256(part1, part2)
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        assert (target / name).is_file()
+    assert not [p for p in target.iterdir() if p.name.endswith(".tmp")]
+    # Assembled once: a later use finds it and writes nothing.
+    mtime = model.stat().st_mtime_ns
+    assert bundled_model_dir(cache) == target
+    assert model.stat().st_mtime_ns == mtime
+
+
+def test_a_broken_cache_is_assembled_again(tmp_path, model_cache):
+    cache = tmp_path / "cache"
+    target = bundled_model_dir(cache)
+    with (target / "model.bin").open("r+b") as f:
+        f.truncate(1000)  # a copy cut short by a crash of some other tool
+    assert bundled_model_dir(cache) == target
+    part1, part2 = _parts()
+    assert (target / "model.bin").stat().st_size == part1.stat().st_size + part2.stat().st_size
+
+
+def test_a_configured_model_must_be_a_ctranslate2_directory(tmp_path):
+    with pytest.raises(ModelUnavailable, match="not a CTranslate2 Whisper directory"):
+        resolve(Settings(data_dir=tmp_path, speech_model_dir=tmp_path))
+
+
+def test_configured_directory_device_and_compute_type(tmp_path, model_cache):
+    bundled = bundled_model_dir(model_cache)
+    spec = resolve(
+        Settings(
+            data_dir=tmp_path,
+            speech_model_dir=bundled,
+            speech_device="cpu",
+            speech_compute_type="float32",
+            speech_cpu_threads=1,
+        )
+    )
+    assert (spec.path, spec.device, spec.compute_type, spec.cpu_threads) == (
+        bundled,
+        "cpu",
+        "float32",
+        1,
+    )
+
+
+def test_repeated_segment_loops_are_dropped():
+    said = ["Bonjour.", "Je ne me sens pas capable.", "Oui.", "oui !"]
+    loop = ["Je ne me sens pas capable de faire le travail."] * 30
+    segments = [Segment(i, i + 1, t) for i, t in enumerate([*said, *loop, "Merci."])]
+    kept = [s.text for s in drop_loops(segments)]
+    assert kept == [*said, loop[0], "Merci."]  # twice passes; thirty times is a loop
+    assert [s.text for s in drop_loops(segments[:3])] == said[:3]
+
+
+# --- real speech ----------------------------------------------------------------------------
+
+
+@needs_speech_tools
+@pytest.mark.parametrize(
+    ("language", "fmt", "text", "words"),
+    [
+        ("fr", "ogg", FRENCH, ("bonjour", "parler", "équipe", "fatigu")),
+        ("en", "mp3", ENGLISH, ("good morning", "delegation", "monthly report", "team")),
+    ],
+)
+def test_the_bundled_model_transcribes_speech(tmp_path, model_cache, language, fmt, text, words):
+    clip = speak(text, language, tmp_path / "clip", fmt)
+    whisper = WhisperTranscriber(resolve(_settings(tmp_path, model_cache)))
+    with clip.open("rb") as f:
+        segments = list(whisper.transcribe(f, language))
+    heard = _words(" ".join(s.text for s in segments))
+    assert all(w in heard for w in words), heard
+    assert all(0 <= s.start < s.end <= 12 for s in segments)
+
+
+@needs_speech_tools
+def test_upload_through_the_service_with_the_real_model(tmp_path, model_cache):
+    settings = _settings(tmp_path / "data", model_cache)
+    clip = speak(ENGLISH, "en", tmp_path / "clip", "webm")
+    with TestClient(create_app(settings)) as client:
+        api = Api.bootstrap(client, settings)
+        circle = Circle.create(api, language="en")
+        circle.phase("presentation", "start")
+        res = api.call(
+            "POST",
+            circle.path("/phases/presentation/recordings"),
+            circle.client[1],
+            files={"file": ("phase.webm", clip.read_bytes(), "audio/webm")},
+        )
+        assert res.status_code == 202, res.text
+        assert res.json()["audio_format"] == "matroska/opus"
+        job = wait_for_job(
+            api, circle.path(f"/transcription-jobs/{res.json()['id']}"), circle.client[1]
+        )
+        assert job["status"] == "done", job
+        segments = api.ok("GET", circle.path("/transcript"), circle.client[1])["segments"]
+    heard = _words(" ".join(s["text"] for s in segments))
+    assert "delegation" in heard, heard
+    assert "monthly report" in heard, heard
+    assert not list((settings.data_dir / "audio").glob("*/*.sealed"))
+
+
+@needs_speech_tools
+def test_a_killed_worker_process_is_resumed_with_one_copy_of_each_segment(tmp_path, model_cache):
+    """`companion worker` is killed (SIGKILL) mid-job; the API's start picks the job up again."""
+    settings = _settings(tmp_path / "data", model_cache, transcription_lease_s=1.0)
+    clip = speak(FRENCH, "fr", tmp_path / "clip", "ogg")
+    with TestClient(create_app(settings.model_copy(update={"transcription_worker": False}))) as c:
+        api = Api.bootstrap(c, settings)
+        circle = Circle.create(api)
+        circle.phase("presentation", "start")
+        res = api.call(
+            "POST",
+            circle.path("/phases/presentation/recordings"),
+            circle.client[1],
+            files={"file": ("phase.ogg", clip.read_bytes(), "audio/ogg")},
+        )
+        assert res.status_code == 202, res.text
+        job_path = circle.path(f"/transcription-jobs/{res.json()['id']}")
+        env = {
+            **os.environ,
+            "COMPANION_DATA_DIR": str(settings.data_dir),
+            "COMPANION_SPEECH_CACHE_DIR": str(model_cache),
+            "COMPANION_TRANSCRIPTION_LEASE_S": "1",
+        }
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "companion", "worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while api.ok("GET", job_path, circle.client[1])["status"] == "queued":
+                assert time.monotonic() < deadline, "the worker never took the job"
+                assert worker.poll() is None, "the worker died on its own"
+                time.sleep(0.1)
+        finally:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=30)
+        interrupted = api.ok("GET", job_path, circle.client[1])
+        assert interrupted["status"] == "running", interrupted
+    time.sleep(1.2)  # the dead worker's lease runs out
+
+    with TestClient(create_app(settings)) as c:
+        api = Api(c, "", {})
+        job = wait_for_job(api, job_path, circle.client[1])
+        assert job["status"] == "done", job
+        assert job["attempts"] == 2
+        with c.app.state.companion.sessions() as db:
+            positions = db.scalars(
+                select(TranscriptSegment.position).where(TranscriptSegment.job_id == job["id"])
+            ).all()
+        assert sorted(positions) == list(range(len(positions))) == list(range(job["segments"]))
+        segments = api.ok("GET", circle.path("/transcript"), circle.client[1])["segments"]
+    heard = _words(" ".join(s["text"] for s in segments))
+    assert heard.count("bonjour") == 1, heard
