@@ -247,3 +247,41 @@ def test_model_down_is_a_clear_503(settings):
         res = api.call("POST", circle.path("/contract/drafts"), circle.client[1])
     assert res.status_code == 503
     assert "retry" in res.json()["detail"].lower()
+
+
+def test_clarity_reads_transcripts_as_well_as_notes(api):
+    from companion.speech.jobs import store_transcript
+    from companion.speech.transcriber import Segment
+    from companion.store.keyring import Keyring
+    from companion.store.models import TranscriptionJob, new_id
+
+    circle = Circle.create(api)
+    circle.phase("presentation", "start")
+    circle.phase("presentation", "end")
+    circle.phase("clarification", "start")
+    state = api.client.app.state.companion
+    with state.sessions() as db, db.begin():
+        job = TranscriptionJob(
+            id=new_id(),
+            group_id=circle.group_id,
+            session_id=circle.session_id,
+            phase="clarification",
+            status="done",
+            progress=1.0,
+            audio_seconds=4.0,
+            audio_format="ogg/opus",
+            audio_kept=False,
+            attempts=1,
+            uploaded_by=circle.consultants[0][0],
+        )
+        db.add(job)
+        db.flush()
+        segments = [
+            Segment(0.0, 2.0, "Depuis quand ?"),
+            Segment(2.0, 4.0, "Avez-vous pensé à déléguer ?"),
+        ]
+        store_transcript(db, Keyring(db, state.master), job, segments)
+    view = api.ok("GET", circle.path("/clarity"), circle.facilitator[1])
+    flagged = [q for q in view["questions"] if q["flagged"]]
+    assert [q["text"] for q in flagged] == ["Avez-vous pensé à déléguer ?"]
+    assert flagged[0]["author_id"] == circle.consultants[0][0]

@@ -10,6 +10,7 @@ from companion.llm.gateway import LLMGateway
 from companion.method.phases import Language, Phase
 from companion.sessions import content
 from companion.sessions.service import require_open, state
+from companion.speech import jobs
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Group
 
@@ -17,11 +18,18 @@ from companion.store.models import CodevSession, Group
 def utterances(
     db: Session, keys: Keyring, session: CodevSession, phase: Phase
 ) -> list[clarity.Utterance]:
-    """The texts of a phase, in order: typed notes (transcripts join here when they land)."""
-    return [
+    """The texts of a phase: typed notes, then the (possibly corrected) transcript segments,
+    attributed to whoever recorded them until speakers are labelled."""
+    found = [
         clarity.Utterance(source_id=n.id, author_id=n.author.user_id, text=n.body)
         for n in content.notes(db, keys, session, phase)
     ]
+    recorded_by = {job.id: job.uploaded_by or "" for job in jobs.jobs_of(db, session)}
+    found += [
+        clarity.Utterance(source_id=s.id, author_id=recorded_by.get(s.job_id, ""), text=s.text)
+        for s in jobs.transcript(db, keys, session, phase).segments
+    ]
+    return found
 
 
 def clarity_prompts(
