@@ -23,6 +23,8 @@ from companion.store.models import (
     Group,
     Learning,
     Note,
+    TranscriptionJob,
+    TranscriptSegment,
 )
 
 
@@ -117,6 +119,20 @@ def _learning(keys: Keyring, group_id: str, row: Learning) -> MemoryItem:
     )
 
 
+def _segment(db: Session, keys: Keyring, group_id: str, row: TranscriptSegment) -> MemoryItem:
+    job = db.get(TranscriptionJob, row.job_id)
+    return MemoryItem(
+        group_id,
+        MemoryKind.segment,
+        row.id,
+        row.session_id,
+        row.phase,
+        row.edited_by or (job.uploaded_by if job else None),
+        row.updated_at,
+        keys.open(group_id, row, "text"),
+    )
+
+
 def _in_group(db: Session, group_id: str, session_id: str) -> bool:
     session = db.get(CodevSession, session_id)
     return session is not None and session.group_id == group_id
@@ -143,6 +159,11 @@ def load(
         if action is None or group is None or not _in_group(db, group_id, action.session_id):
             return None
         return _action(db, keys, group, action)
+    if kind is MemoryKind.segment:
+        segment = db.get(TranscriptSegment, source_id)
+        if segment is None or not _in_group(db, group_id, segment.session_id):
+            return None
+        return _segment(db, keys, group_id, segment)
     learning = db.get(Learning, source_id)
     if learning is None or not _in_group(db, group_id, learning.session_id):
         return None
@@ -168,3 +189,9 @@ def all_items(db: Session, keys: Keyring, group_id: str) -> Iterator[MemoryItem]
         yield _action(db, keys, group, action)
     for learning in db.scalars(select(Learning).where(Learning.session_id.in_(sessions))):
         yield _learning(keys, group_id, learning)
+    for segment in db.scalars(
+        select(TranscriptSegment)
+        .join(TranscriptionJob, TranscriptionJob.id == TranscriptSegment.job_id)
+        .where(TranscriptSegment.session_id.in_(sessions), TranscriptionJob.status == "done")
+    ):
+        yield _segment(db, keys, group_id, segment)

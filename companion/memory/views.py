@@ -13,6 +13,7 @@ class MemoryKind(StrEnum):
     contract = "contract"
     action = "action"
     learning = "learning"
+    segment = "segment"  # a transcript segment (its corrected text when edited)
 
 
 class MemoryHit(BaseModel):

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from companion.audit import service as audit
 from companion.config import Settings
 from companion.errors import NotFound
+from companion.memory import outbox as memory
 from companion.method.phases import PHASES, Phase
 from companion.sessions.service import require_open, require_running
 from companion.speech import audio
@@ -354,7 +355,13 @@ def _collect(
 def store_transcript(
     db: Session, keys: Keyring, job: TranscriptionJob, segments: Sequence[Segment]
 ) -> None:
-    """Replace the job's segments (idempotent: keyed by job and position) and mark it done."""
+    """Replace the job's segments (idempotent: keyed by job and position) and mark it done.
+
+    Each segment goes into the group's memory; the memories of replaced segments are removed.
+    """
+    replaced = db.scalars(select(TranscriptSegment.id).where(TranscriptSegment.job_id == job.id))
+    for segment_id in replaced.all():
+        memory.enqueue(db, job.group_id, "segment", segment_id)
     db.execute(delete(TranscriptSegment).where(TranscriptSegment.job_id == job.id))
     now = utcnow()
     for position, seg in enumerate(segments):
@@ -372,6 +379,7 @@ def store_transcript(
         )
         keys.seal(job.group_id, row, "text", seg.text)
         db.add(row)
+        memory.enqueue(db, job.group_id, "segment", row.id)
     job.status = JobStatus.done
     job.progress = 1.0
     job.error = None
@@ -635,5 +643,6 @@ def edit_segment(
     row.edited_by = actor.id
     row.updated_at = utcnow()
     db.flush()
+    memory.enqueue(db, session.group_id, "segment", row.id)
     audit.record(db, actor.id, session.group_id, "transcript.edit", "transcript_segment", row.id)
     return _segment_view(keys, session.group_id, row)
