@@ -74,14 +74,6 @@ def test_contract_checks():
     )
 
 
-def _to_phase(circle: Circle, last: str) -> None:
-    order = ["presentation", "clarification", "contract", "consultation", "synthesis", "learning"]
-    for phase in order[: order.index(last)]:
-        circle.phase(phase, "start")
-        circle.phase(phase, "end")
-    circle.phase(last, "start")
-
-
 def test_clarity_prompts_for_the_facilitator(api):
     circle = Circle.create(api)
     client, consultant = circle.client[1], circle.consultants[0][1]
@@ -117,7 +109,7 @@ def test_clarity_prompts_for_the_facilitator(api):
 
 def test_client_speaking_during_consultation_raises_an_alert(api):
     circle = Circle.create(api)
-    _to_phase(circle, "consultation")
+    circle.advance_to("consultation")
     api.ok(
         "POST", circle.path("/notes"), circle.client[1], json={"body": "Oui mais j'ai déjà essayé."}
     )
@@ -250,37 +242,10 @@ def test_model_down_is_a_clear_503(settings):
 
 
 def test_clarity_reads_transcripts_as_well_as_notes(api):
-    from companion.speech.jobs import store_transcript
-    from companion.speech.transcriber import Segment
-    from companion.store.keyring import Keyring
-    from companion.store.models import TranscriptionJob, new_id
-
     circle = Circle.create(api)
-    circle.phase("presentation", "start")
-    circle.phase("presentation", "end")
-    circle.phase("clarification", "start")
-    state = api.client.app.state.companion
-    with state.sessions() as db, db.begin():
-        job = TranscriptionJob(
-            id=new_id(),
-            group_id=circle.group_id,
-            session_id=circle.session_id,
-            phase="clarification",
-            status="done",
-            progress=1.0,
-            audio_seconds=4.0,
-            audio_format="ogg/opus",
-            audio_kept=False,
-            attempts=1,
-            uploaded_by=circle.consultants[0][0],
-        )
-        db.add(job)
-        db.flush()
-        segments = [
-            Segment(0.0, 2.0, "Depuis quand ?"),
-            Segment(2.0, 4.0, "Avez-vous pensé à déléguer ?"),
-        ]
-        store_transcript(db, Keyring(db, state.master), job, segments)
+    circle.advance_to("clarification")
+    texts = ["Depuis quand ?", "Avez-vous pensé à déléguer ?"]
+    circle.recorded("clarification", texts, uploaded_by=circle.consultants[0][0])
     view = api.ok("GET", circle.path("/clarity"), circle.facilitator[1])
     flagged = [q for q in view["questions"] if q["flagged"]]
     assert [q["text"] for q in flagged] == ["Avez-vous pensé à déléguer ?"]

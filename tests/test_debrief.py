@@ -4,15 +4,6 @@ from __future__ import annotations
 
 from tests.world import Circle
 
-ORDER = ["presentation", "clarification", "contract", "consultation", "synthesis", "learning"]
-
-
-def _to_learning(circle: Circle) -> None:
-    for phase in ORDER[:-1]:
-        circle.phase(phase, "start")
-        circle.phase(phase, "end")
-    circle.phase("learning", "start")
-
 
 def test_questions_follow_the_role_and_language(api):
     fr = Circle.create(api)
@@ -32,7 +23,7 @@ def test_questions_follow_the_role_and_language(api):
 
 def test_regulation_sums_up_the_evaluation(api):
     circle = Circle.create(api)
-    _to_learning(circle)
+    circle.advance_to("learning")
     api.ok(
         "PUT",
         circle.path("/learnings"),

@@ -671,40 +671,15 @@ def test_the_e5_embedder_ranks_french_notes_too():
 
 
 def test_transcript_segments_are_searchable_and_follow_corrections(api):
-    from companion.speech.jobs import store_transcript
-    from companion.speech.transcriber import Segment
-    from companion.store.keyring import Keyring
-    from companion.store.models import TranscriptionJob, new_id
     from tests.world import Circle
 
     circle = Circle.create(api)
     circle.phase("presentation", "start")
-    state = api.client.app.state.companion
-    with state.sessions() as db, db.begin():
-        job = TranscriptionJob(
-            id=new_id(),
-            group_id=circle.group_id,
-            session_id=circle.session_id,
-            phase="presentation",
-            status="running",
-            progress=0.5,
-            audio_seconds=4.0,
-            audio_format="ogg/opus",
-            audio_kept=False,
-            attempts=1,
-            uploaded_by=circle.client[0],
-        )
-        db.add(job)
-        db.flush()
-        store_transcript(
-            db,
-            Keyring(db, state.master),
-            job,
-            [
-                Segment(0.0, 2.0, "Mon équipe ne délègue jamais le reporting mensuel."),
-                Segment(2.0, 4.0, "Le budget du service a baissé cette année."),
-            ],
-        )
+    texts = [
+        "Mon équipe ne délègue jamais le reporting mensuel.",
+        "Le budget du service a baissé cette année.",
+    ]
+    circle.recorded("presentation", texts, uploaded_by=circle.client[0], status="running")
     search = f"/groups/{circle.group_id}/memory/search"
     hits = api.ok(
         "GET",

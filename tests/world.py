@@ -10,8 +10,12 @@ from httpx import Response
 
 from companion.accounts import service as accounts
 from companion.config import Settings
+from companion.method.phases import PHASES
 from companion.runtime import open_store
+from companion.speech.jobs import store_transcript
+from companion.speech.transcriber import Segment
 from companion.store.keyring import Keyring
+from companion.store.models import TranscriptionJob, new_id
 
 PREFIX = "/api/v1"
 
@@ -103,3 +107,27 @@ class Circle:
             json={"client_id": members[0][0]},
         )
         return cls(api, gid, fac, members, outsider, cycle["id"], session["id"])
+
+    def advance_to(self, phase: str) -> None:
+        """Run the phases before `phase` (start, end) and start `phase`."""
+        order = [p.value for p in PHASES]
+        for earlier in order[: order.index(phase)]:
+            self.phase(earlier, "start")
+            self.phase(earlier, "end")
+        self.phase(phase, "start")
+
+    def recorded(self, phase: str, texts: list[str], uploaded_by: str, status: str = "done") -> str:
+        """A stored transcript of `phase`, one segment per text, written as the worker writes
+        it (no audio, no model); returns the job id."""
+        state = self.api.client.app.state.companion  # type: ignore[attr-defined]
+        with state.sessions() as db, db.begin():
+            job = TranscriptionJob(
+                id=new_id(), group_id=self.group_id, session_id=self.session_id, phase=phase,
+                status=status, progress=1.0, audio_seconds=2.0 * len(texts),
+                audio_format="ogg/opus", audio_kept=False, attempts=1, uploaded_by=uploaded_by,
+            )  # fmt: skip
+            db.add(job)
+            db.flush()
+            segments = [Segment(2.0 * i, 2.0 * i + 2.0, text) for i, text in enumerate(texts)]
+            store_transcript(db, Keyring(db, state.master), job, segments)
+        return str(job.id)
