@@ -56,11 +56,12 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def settings(tmp_path: Path, backend: str) -> Iterator[Settings]:
     data_dir = tmp_path / "data"
+    # No test starts a local model by surprise: those that want one say so (test_llm_local).
     if backend == "postgres":
         for url in _postgres_database():
-            yield Settings(data_dir=data_dir, database_url=url)
+            yield Settings(data_dir=data_dir, database_url=url, llm_local_model="off")
     else:
-        yield Settings(data_dir=data_dir)
+        yield Settings(data_dir=data_dir, llm_local_model="off")
 
 
 @pytest.fixture

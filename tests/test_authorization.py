@@ -346,7 +346,10 @@ def test_group_routes(api: Api) -> None:
             allowed = {"a non-member admin": api.admin_token}
         for name, token in allowed.items():
             status, text = world.call(op, token)
-            if status in REFUSED or status >= 500 or (op.method == "GET" and status != 200):
+            # 503 is a dependency that is down (the tests run without a language model), not
+            # a refusal: the caller got past authorisation.
+            crashed = status >= 500 and status != 503
+            if status in REFUSED or crashed or (op.method == "GET" and status != 200):
                 failures.append(f"{op.id} [{need}]: {name} was not let through: {status} ({text})")
 
     assert not failures, _report(failures)

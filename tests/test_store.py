@@ -41,7 +41,7 @@ def test_health_and_readiness(client):
         "ready": True,
         "master_key": "loaded",
         "database": "ok",
-        "llm": "local model loads on first use",
+        "llm": "off",
     }
 
 

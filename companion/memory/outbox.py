@@ -18,13 +18,18 @@ PENDING = "companion.memory.pending"  # session.info: group ids with new outbox 
 DROPPED = "companion.memory.dropped"  # session.info: group ids whose memory must go
 
 
-def enqueue(db: Session, group_id: str, kind: MemoryKind | str, source_id: str) -> None:
-    """Index (again) this source of the group's memory once the transaction commits."""
+def enqueue(
+    db: Session, group_id: str, kind: MemoryKind | str, source_id: str, *, later: bool = False
+) -> None:
+    """Index (again) this source of the group's memory once the transaction commits; with
+    `later`, only at the group's next write or search (background workers use it: indexing
+    inside their commit would make the job wait on embeddings)."""
     # Always a new row, even if one waits already: an indexing under way may have read the
     # source before this change, and deleting its row must not lose this one.
     kind = MemoryKind(kind)
     db.add(MemoryOutbox(id=new_id(), group_id=group_id, kind=kind.value, source_id=source_id))
-    db.info.setdefault(PENDING, set()).add(group_id)
+    if not later:
+        db.info.setdefault(PENDING, set()).add(group_id)
 
 
 def forget_group(db: Session, group_id: str) -> None:

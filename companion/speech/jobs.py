@@ -361,7 +361,7 @@ def store_transcript(
     """
     replaced = db.scalars(select(TranscriptSegment.id).where(TranscriptSegment.job_id == job.id))
     for segment_id in replaced.all():
-        memory.enqueue(db, job.group_id, "segment", segment_id)
+        memory.enqueue(db, job.group_id, "segment", segment_id, later=True)
     db.execute(delete(TranscriptSegment).where(TranscriptSegment.job_id == job.id))
     now = utcnow()
     for position, seg in enumerate(segments):
@@ -379,7 +379,7 @@ def store_transcript(
         )
         keys.seal(job.group_id, row, "text", seg.text)
         db.add(row)
-        memory.enqueue(db, job.group_id, "segment", row.id)
+        memory.enqueue(db, job.group_id, "segment", row.id, later=True)
     job.status = JobStatus.done
     job.progress = 1.0
     job.error = None
