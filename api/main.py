@@ -66,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = open_store(settings)
         state = AppState(settings, store.engine, store.sessions, store.master)
         app.state.companion = state
+        if settings.llm_local_preload:
+            state.preload()
         speech = TranscriptionService(settings, store.sessions, store.master)
         app.state.transcription = speech
         speech.start()

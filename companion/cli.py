@@ -128,15 +128,33 @@ def llm_serve(
         str | None,
         typer.Option(help="A .gguf path; default: the packaged model chosen by settings."),
     ] = None,
-    threads: Annotated[int, typer.Option(help="CPU threads.")] = 1,
-    ctx: Annotated[int, typer.Option(help="Context length in tokens.")] = 8192,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads (env COMPANION_LLM_LOCAL_THREADS).")
+    ] = None,
+    ctx: Annotated[
+        int | None, typer.Option(help="Context length in tokens (env COMPANION_LLM_LOCAL_CTX).")
+    ] = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
     data_dir: DataDir = None,
 ) -> None:
-    """Run the local OpenAI-compatible llama.cpp server on 127.0.0.1 (no hub download)."""
+    """Run the local OpenAI-compatible llama.cpp server on 127.0.0.1 (no hub download).
+
+    Requests must carry COMPANION_LLM_API_KEY when it is set (other than 'none')."""
+    from companion.llm.errors import ModelUnavailable
     from companion.llm.local import resolve, serve_forever
 
-    gguf = Path(model) if model else resolve(_settings(data_dir))
+    settings = _settings(data_dir)
+    try:
+        gguf = Path(model) if model else resolve(settings)
+    except ModelUnavailable as exc:
+        raise typer.BadParameter(str(exc)) from None
     if gguf is None:
         raise typer.BadParameter("No local model is installed: pip install -e '.[local-llm]'.")
-    serve_forever(gguf, threads, ctx, port)
+    key = settings.llm_api_key if settings.llm_api_key not in ("", "none") else None
+    serve_forever(
+        gguf,
+        threads or settings.llm_local_threads,
+        ctx or settings.llm_local_ctx,
+        port,
+        api_key=key,
+    )

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     )
     llm_local_threads: int = Field(default=1, ge=1, description="Threads of the local model.")
     llm_local_ctx: int = Field(default=8192, ge=512, description="Context of the local model.")
+    llm_local_preload: bool = Field(
+        default=False,
+        description="Start the local model in the background when the service starts; "
+        "default: on the first call that needs it.",
+    )
     llm_allowlist: list[str] = Field(
         default_factory=list,
         description="Hosts (or CIDR networks) that on_prem groups may call besides private ones.",
