@@ -20,6 +20,7 @@ from companion.accounts import service as accounts
 from companion.errors import DomainError, Forbidden, NotFound
 from companion.groups import service as groups
 from companion.groups.views import Role
+from companion.ideas.service import Embed
 from companion.llm.gateway import LLMGateway
 from companion.sessions import service as sessions
 from companion.store.keyring import Keyring
@@ -162,3 +163,10 @@ SessionMember = Annotated[SessionContext, Depends(SessionAccess(Need.member))]
 SessionFacilitator = Annotated[SessionContext, Depends(SessionAccess(Need.facilitator))]
 SessionParticipant = Annotated[SessionContext, Depends(SessionAccess(Need.participant))]
 SessionClient = Annotated[SessionContext, Depends(SessionAccess(Need.client))]
+
+
+def get_embed(request: Request) -> Embed:
+    return app_state(request).embed()
+
+
+EmbedDep = Annotated[Embed, Depends(get_embed)]

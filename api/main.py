@@ -19,6 +19,7 @@ from api.routes import (
     followup,
     groups,
     health,
+    ideas,
     learnings,
     members,
     memory,
@@ -26,6 +27,7 @@ from api.routes import (
     notes,
     phases,
     sessions,
+    synthesis,
     transcripts,
     users,
 )
@@ -33,6 +35,7 @@ from api.state import AppState
 from companion.config import Settings, get_settings
 from companion.runtime import open_store
 from companion.speech.queue import TranscriptionService
+from companion.synthesis.runner import AssistRunner
 
 API_PREFIX = "/api/v1"
 
@@ -55,6 +58,8 @@ ROUTERS = (
     debrief.router,
     memory.router,
     transcripts.router,
+    ideas.router,
+    synthesis.router,
 )
 
 
@@ -71,9 +76,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         speech = TranscriptionService(settings, store.sessions, store.master)
         app.state.transcription = speech
         speech.start()
+        assist = AssistRunner(
+            settings,
+            store.sessions,
+            store.master,
+            state.embed,
+            state.llm,
+            state.model_configured,
+        )
+        app.state.assist = assist
+        if settings.assist_background:
+            assist.start()
         yield
+        assist.stop()
         speech.close()
-        state.close()
+        state.close()  # ends a model call the runner may be waiting on
+        assist.join()
 
     app = FastAPI(
         title="Codev Companion",

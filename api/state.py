@@ -10,9 +10,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from companion.config import Settings
+from companion.ideas.service import Embed, IdeasUnavailable
 from companion.llm.errors import ModelUnavailable
 from companion.llm.gateway import LLMGateway
 from companion.llm.local import LocalServer, choose, engine_installed, resolve
+from companion.memory.embeddings import EmbedderUnavailable, make_embedder
 from companion.vault import MasterKey
 
 
@@ -76,6 +78,22 @@ class AppState:
                 "llm_api_key": self.local.api_key,
             }
         )
+
+    def embed(self) -> Embed:
+        """The sentence embeddings ideas are grouped with (the memory's model)."""
+        try:
+            return make_embedder(self.settings).embed
+        except EmbedderUnavailable as exc:
+            raise IdeasUnavailable(f"Ideas cannot be grouped right now: {exc}") from exc
+
+    def model_configured(self) -> bool:
+        """Whether a language model is meant to answer (it may still be down or loading)."""
+        if self.settings.llm_base_url:
+            return True
+        try:
+            return choose(self.settings) is not None
+        except ModelUnavailable:
+            return True  # an explicit choice that is missing: its calls say why
 
     def preload(self) -> threading.Thread | None:
         """Start the local model in the background (COMPANION_LLM_LOCAL_PRELOAD): the first

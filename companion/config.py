@@ -51,6 +51,17 @@ class Settings(BaseSettings):
         description="Start the local model in the background when the service starts; "
         "default: on the first call that needs it.",
     )
+    assist_background: bool = Field(
+        default=True,
+        description="Keep the ideas, themes and draft synthesis of running consultations "
+        "current in the background, so the draft is ready when phase 4 ends.",
+    )
+    assist_poll_s: float = Field(
+        default=5.0, gt=0, description="How often the background assistance looks for new ideas."
+    )
+    assist_retry_s: float = Field(
+        default=60.0, ge=0, description="Wait before a failed draft synthesis is tried again."
+    )
     llm_allowlist: list[str] = Field(
         default_factory=list,
         description="Hosts (or CIDR networks) that on_prem groups may call besides private ones.",

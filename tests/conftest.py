@@ -57,11 +57,14 @@ def backend(request: pytest.FixtureRequest) -> str:
 def settings(tmp_path: Path, backend: str) -> Iterator[Settings]:
     data_dir = tmp_path / "data"
     # No test starts a local model by surprise: those that want one say so (test_llm_local).
+    # The background assistance runner is off unless a test turns it on (test_ideas), so no
+    # test's queued model replies are taken by it.
+    quiet = {"llm_local_model": "off", "assist_background": False}
     if backend == "postgres":
         for url in _postgres_database():
-            yield Settings(data_dir=data_dir, database_url=url, llm_local_model="off")
+            yield Settings(data_dir=data_dir, database_url=url, **quiet)
     else:
-        yield Settings(data_dir=data_dir, llm_local_model="off")
+        yield Settings(data_dir=data_dir, **quiet)
 
 
 @pytest.fixture

@@ -237,6 +237,13 @@ class World:
                     circle.client[1],
                     json={"text": "Comment puis-je déléguer davantage ?"},
                 )
+            if phase is Phase.consultation:  # an idea, so the synthesis has something to read
+                circle.api.ok(
+                    "POST",
+                    circle.path("/notes"),
+                    circle.consultants[0][1],
+                    json={"body": "Tu pourrais confier un premier tableau à ton adjoint."},
+                )
             circle.phase(phase, "end")
         circle.phase(Phase.synthesis, "start")
         action = circle.api.ok(

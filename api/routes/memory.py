@@ -1,4 +1,5 @@
-"""Search a group's memory. The router also owns the application's Memory (its lifespan).
+"""Search a group's memory, or ask it a question. The router also owns the application's
+Memory (its lifespan).
 
 The Memory indexes, after each commit, what the services put in the outbox (notes, contracts,
 actions, learnings) and drops the memory of a deleted group; it loads Chroma and the
@@ -15,6 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, Query, Request
 
 from api.deps import GroupMember, KeysDep, SessionDep, app_state
+from companion.assist import ask
 from companion.errors import Invalid
 from companion.memory.chroma import MemoryUnavailable
 from companion.memory.service import Filters, Memory
@@ -94,3 +96,31 @@ def search_memory(
         until=_when("until", until),
     )
     return memory.search(db, keys, ctx.group.id, q, filters, limit)
+
+
+@router.post(
+    "/ask",
+    responses={
+        422: {"description": "Empty or too long question, or a bad filter."},
+        502: {"description": "The model's answer cited none of the memories, twice."},
+        503: {"description": "Memory store or model down."},
+    },
+)
+def ask_memory(
+    request: Request, ctx: GroupMember, db: SessionDep, keys: KeysDep, body: ask.MemoryQuestion
+) -> ask.MemoryAnswer:
+    """An answer to a question about the group's past, from its own memories only, each
+    citation one of them (kind, session and its date, source id, snippet; for a transcript
+    segment, its times). `found` is false, and no model is asked, when the memory holds
+    nothing on it. Any member of the group may ask.
+    """
+    state = app_state(request)
+    ask.check_question(body.question, state.settings)
+    memory = get_memory(request)
+    filters = Filters(
+        kind=body.kind,
+        session_id=body.session_id,
+        since=_when("since", body.since),
+        until=_when("until", body.until),
+    )
+    return ask.answer(db, keys, memory, state.llm, ctx.group, body.question, filters, body.limit)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, BackgroundTasks, Request
 
 from api.deps import KeysDep, SessionDep, SessionMember, SessionParticipant
 from companion.method.phases import Phase
@@ -18,7 +18,16 @@ def list_notes(
 
 
 @router.post("", status_code=201)
-def add_note(spec: NoteCreate, ctx: SessionParticipant, db: SessionDep, keys: KeysDep) -> NoteView:
+def add_note(
+    spec: NoteCreate,
+    ctx: SessionParticipant,
+    db: SessionDep,
+    keys: KeysDep,
+    request: Request,
+    background: BackgroundTasks,
+) -> NoteView:
     """A typed note for the phase that is running, attributed to its author."""
     note = content.add_note(db, keys, ctx.user, ctx.session, spec.body)
+    if note.phase == Phase.consultation:  # after the commit: its ideas are grouped at once
+        background.add_task(request.app.state.assist.poke, ctx.session.id)
     return next(n for n in content.notes(db, keys, ctx.session) if n.id == note.id)

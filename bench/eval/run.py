@@ -2,23 +2,30 @@
 
     python bench/eval/run.py                 # clarity cues only (no model)
     python bench/eval/run.py --contract      # also contract drafts through the configured model
+    python bench/eval/run.py --themes        # also ideas and theme grouping (no model)
+    python bench/eval/run.py --synthesis 1   # also the draft synthesis timing, 1 case a language
 
 Clarity: recall and precision of the flags the facilitator sees (disguised advice and
 judgment; targets >= 0.9 / >= 0.8), and accuracy over all five kinds. Contract: share of drafts
 passing the deterministic checks on the model's first answer and after the one regeneration
 (target 100 %), and the time to get them. The model is the one the service would use: the
 local llama.cpp server by default (COMPANION_LLM_LOCAL_MODEL), or COMPANION_LLM_BASE_URL.
-Theme grouping (ARI), lost/invented ideas and the synthesis timing are not measured yet: those
-features are not built.
+Ideas, themes and the synthesis timing: see bench/eval/consultation.py (--themes, --synthesis N).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import tempfile
 import time
 from pathlib import Path
+
+# The repository root, for api/ and tests/ (the bench runs from a checkout).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import consultation  # noqa: E402 (bench/eval/consultation.py, beside this file)
 
 from companion.assist import clarity, contract
 from companion.method.phases import Language
@@ -109,10 +116,22 @@ def eval_contract() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--contract", action="store_true", help="also draft contracts")
+    parser.add_argument("--themes", action="store_true", help="also ideas and theme grouping")
+    parser.add_argument(
+        "--synthesis",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time N draft syntheses a language",
+    )
     args = parser.parse_args()
     eval_clarity()
     if args.contract:
         eval_contract()
+    if args.themes:
+        consultation.eval_themes(consultation.settings_for_eval(llm_local_model="off"))
+    if args.synthesis:
+        consultation.eval_synthesis(consultation.settings_for_eval(), args.synthesis)
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ def contract(db: Session, keys: Keyring, session: CodevSession) -> ContractView:
 
 # --- action plan ---------------------------------------------------------------------------
 
-_ACTION_TEXT = ("objective", "first_step", "indicator")
+_ACTION_TEXT = ("objective", "first_step", "indicator")  # resources: optional, apart
 
 
 def add_action(
@@ -126,6 +126,8 @@ def add_action(
     action = Action(id=new_id(), session_id=session.id, due_date=spec.due_date, status="open")
     for field in _ACTION_TEXT:
         keys.seal(session.group_id, action, field, getattr(spec, field))
+    if spec.resources:
+        keys.seal(session.group_id, action, "resources", spec.resources)
     db.add(action)
     db.flush()
     audit.record(db, actor.id, session.group_id, "action.add", "action", action.id)
@@ -150,7 +152,7 @@ def update_action(
 ) -> Action:
     """Follow-up goes on after the session closes: status, dates and wording stay editable."""
     changes = spec.model_dump(exclude_unset=True)
-    for field in _ACTION_TEXT:
+    for field in (*_ACTION_TEXT, "resources"):
         value = changes.get(field)
         if value is not None:
             keys.seal(session.group_id, action, field, value)
@@ -200,6 +202,7 @@ def action_view(db: Session, keys: Keyring, session: CodevSession, action: Actio
         objective=keys.open(scope, action, "objective"),
         first_step=keys.open(scope, action, "first_step"),
         indicator=keys.open(scope, action, "indicator"),
+        resources=keys.open(scope, action, "resources") if action.resources_sealed else None,
         due_date=action.due_date,
         status=ActionStatus(action.status),
         overdue=action.status == ActionStatus.open and action.due_date < date.today(),

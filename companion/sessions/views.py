@@ -103,12 +103,14 @@ class ActionCreate(BaseModel):
     first_step: Name
     indicator: Name
     due_date: date
+    resources: Name | None = Field(default=None, description="What the action needs, if said.")
 
 
 class ActionUpdate(BaseModel):
     objective: Name | None = None
     first_step: Name | None = None
     indicator: Name | None = None
+    resources: Name | None = None
     due_date: date | None = None
     status: ActionStatus | None = None
 
@@ -131,6 +133,7 @@ class ActionView(BaseModel):
     objective: str
     first_step: str
     indicator: str
+    resources: str | None
     due_date: date
     status: ActionStatus
     overdue: bool

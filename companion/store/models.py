@@ -194,6 +194,7 @@ class Action(Base):
     objective_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     first_step_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     indicator_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    resources_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)  # optional
     due_date: Mapped[date] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(10), default="open")
     created_at: Mapped[datetime] = _created()
@@ -316,4 +317,61 @@ class TranscriptSegment(Base):
     edited: Mapped[bool] = mapped_column(Boolean, default=False)
     edited_by: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
+class Theme(Base):
+    """A group of ideas of one consultation. Numbered in order of appearance; a theme keeps its
+    id and number as ideas arrive. `label_basis` names the ideas its label was made from (ids
+    only), so a label is remade only when the theme changed."""
+
+    __tablename__ = "themes"
+    __table_args__ = (UniqueConstraint("session_id", "number"),)
+    id: Mapped[str] = _id()
+    session_id: Mapped[str] = _session_fk()
+    number: Mapped[int] = mapped_column(Integer)
+    label_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    label_source: Mapped[str | None] = mapped_column(String(10))  # model | words
+    label_basis: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created()
+
+
+class Idea(Base):
+    """One idea of a consultation: a stretch [start, end) of a note or transcript segment, never
+    reworded, with its sealed embedding (vectors of confidential text are content too)."""
+
+    __tablename__ = "ideas"
+    __table_args__ = (UniqueConstraint("source_id", "position"),)
+    id: Mapped[str] = _id()
+    session_id: Mapped[str] = _session_fk()
+    source_kind: Mapped[str] = mapped_column(String(10))  # note | segment
+    source_id: Mapped[str] = mapped_column(String(36), index=True)
+    position: Mapped[int] = mapped_column(Integer)  # the idea's order within its source
+    start: Mapped[int] = mapped_column(Integer)
+    end: Mapped[int] = mapped_column(Integer)
+    author_id: Mapped[str | None] = mapped_column(String(36))
+    theme_id: Mapped[str] = mapped_column(ForeignKey("themes.id", ondelete="CASCADE"), index=True)
+    duplicate_of: Mapped[str | None] = mapped_column(String(36))
+    text_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    vector_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created()
+
+
+class Synthesis(Base):
+    """The client's draft synthesis of a session, kept current during the consultation.
+
+    `basis` fingerprints what it was made from (idea and theme ids, the contract's id), so a
+    stale draft is recognised without opening anything."""
+
+    __tablename__ = "syntheses"
+    id: Mapped[str] = _id()
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), unique=True
+    )
+    status: Mapped[str] = mapped_column(String(10))  # ready | failed
+    basis: Mapped[str] = mapped_column(String(64))
+    body_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    error: Mapped[str | None] = mapped_column(String(300))  # a readable reason, never content
+    prompt_version: Mapped[str | None] = mapped_column(String(20))
+    seconds: Mapped[float | None] = mapped_column(Float)  # how long the model part took
     updated_at: Mapped[datetime] = _created()

@@ -1,0 +1,257 @@
+"""Consultation figures on labelled sessions (bench/eval/consultations.<lang>.json).
+
+Ideas and themes (no language model): each utterance is posted as a consultant's note in
+phase 4 of a real session (the service's API, SQLite, the bundled embeddings), the ideas are
+read back from GET .../ideas and matched to the labelled ones by overlap. Printed:
+
+- ideas lost: a labelled idea less than half covered by the service's ideas (target 0);
+- ideas invented: a service idea that is not a stretch of its note (target 0);
+- merged: service ideas that hold two labelled ideas or more (the cut is coarser);
+- adjusted Rand index of the theme grouping over the labelled ideas (target >= 0.7), and a
+  sweep of the grouping threshold (same embeddings, same cut) to show the trade-off.
+
+Synthesis timing (with --synthesis; the model the service would use): the draft is made once
+during phase 4 with all ideas but the last two (what the background runner does), then the
+last two arrive, phase 4 ends and the clock starts: time to the outline (first content, no
+model; target <= 5 s) and to the complete draft (target <= 30 s), and the same from cold.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from collections import Counter
+from math import comb
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from companion.config import Settings
+from companion.ideas import grouping
+from companion.ideas.split import split
+from companion.memory.embeddings import make_embedder
+from companion.method.phases import Language
+from tests.world import Api, Circle
+
+HERE = Path(__file__).parent
+
+
+def load(language: Language) -> list[dict[str, Any]]:
+    path = HERE / f"consultations.{language}.json"
+    cases: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
+    return cases
+
+
+def adjusted_rand(truth: list[str], found: list[str]) -> float:
+    """Hubert and Arabie's adjusted Rand index of two labellings of the same items."""
+    n = len(truth)
+    if n < 2:
+        return 1.0
+    table = Counter(zip(truth, found, strict=True))
+    rows, cols = Counter(truth), Counter(found)
+    index = sum(comb(c, 2) for c in table.values())
+    row_sum = sum(comb(c, 2) for c in rows.values())
+    col_sum = sum(comb(c, 2) for c in cols.values())
+    expected = row_sum * col_sum / comb(n, 2)
+    top = (row_sum + col_sum) / 2
+    return 1.0 if top == expected else (index - expected) / (top - expected)
+
+
+def _gold(utterance: dict[str, Any]) -> list[tuple[int, int, str]]:
+    """(start, end, theme) of each labelled idea in the utterance's text."""
+    spans, at = [], 0
+    for text, theme in utterance["ideas"]:
+        start = utterance["text"].index(text, at)
+        spans.append((start, start + len(text), theme))
+        at = start + len(text)
+    return spans
+
+
+def _match(gold: tuple[int, int, str], found: list[tuple[int, int, str]]) -> str | None:
+    """The service idea (its theme) covering most of a labelled idea; None if under half."""
+    start, end, _ = gold
+    best, cover = None, 0
+    for f_start, f_end, theme in found:
+        overlap = min(end, f_end) - max(start, f_start)
+        if overlap > cover:
+            best, cover = theme, overlap
+    return best if cover * 2 >= end - start else None
+
+
+def _circle(api: Api, language: Language, consultants: int) -> Circle:
+    names = ("Client", *(f"Consultant{i}" for i in range(consultants)))
+    return Circle.create(api, names=names, language=language)
+
+
+def eval_themes(settings: Settings) -> None:
+    print("ideas and themes (no model)")
+    with TestClient(create_app(settings)) as client:
+        api = Api.bootstrap(client, settings)
+        for language in Language:
+            aris, lost, invented, merged, total, units = [], 0, 0, 0, 0, 0
+            for case in load(language):
+                speakers = sorted({u["speaker"] for u in case["utterances"]})
+                circle = _circle(api, language, len(speakers))
+                circle.advance_to("consultation")
+                who = dict(zip(speakers, circle.consultants, strict=True))
+                notes = []
+                for utterance in case["utterances"]:
+                    note = api.ok(
+                        "POST",
+                        circle.path("/notes"),
+                        who[utterance["speaker"]][1],
+                        json={"body": utterance["text"]},
+                    )
+                    notes.append(note["id"])
+                view = api.ok("GET", circle.path("/ideas"), circle.facilitator[1])
+                by_note: dict[str, list[tuple[int, int, str]]] = {}
+                texts = {n: u["text"] for n, u in zip(notes, case["utterances"], strict=True)}
+                for theme in view["themes"]:
+                    for idea in theme["ideas"]:
+                        by_note.setdefault(idea["source_id"], []).append(
+                            (idea["start"], idea["end"], theme["id"])
+                        )
+                        invented += (
+                            texts[idea["source_id"]][idea["start"] : idea["end"]] != (idea["text"])
+                        )
+                        units += 1
+                truth, found = [], []
+                for note, utterance in zip(notes, case["utterances"], strict=True):
+                    service = by_note.get(note, [])
+                    golds = _gold(utterance)
+                    for gold in golds:
+                        theme = _match(gold, service)
+                        total += 1
+                        if theme is None:
+                            lost += 1
+                            continue
+                        truth.append(gold[2])
+                        found.append(theme)
+                    for f_start, f_end, _ in service:
+                        inside = [g for g in golds if g[0] < f_end and f_start < g[1]]
+                        merged += len(inside) >= 2
+                aris.append(adjusted_rand(truth, found))
+                print(
+                    f"  {language} {case['title']!r}: {len(case['themes'])} themes labelled, "
+                    f"{len(view['themes'])} found; ARI {aris[-1]:.2f}"
+                )
+            print(
+                f"  {language}: ARI mean {statistics.mean(aris):.2f}; labelled ideas {total}, "
+                f"service ideas {units}, lost {lost}, invented {invented}, merged {merged}"
+            )
+    sweep(settings)
+
+
+def sweep(settings: Settings) -> None:
+    """ARI for other grouping thresholds (the service's cut and embeddings, no database)."""
+    embedder = make_embedder(settings)
+    thresholds = [0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50]
+    print("  threshold sweep (mean ARI fr / en):")
+    scores: dict[float, list[float]] = {t: [] for t in thresholds}
+    for language in Language:
+        per: dict[float, list[float]] = {t: [] for t in thresholds}
+        for case in load(language):
+            units: list[tuple[int, int, int]] = []  # utterance, start, end
+            for n, utterance in enumerate(case["utterances"]):
+                units += [(n, s.start, s.end) for s in split(utterance["text"], language)]
+            texts = [case["utterances"][n]["text"][a:b] for n, a, b in units]
+            vectors = [grouping.unit(np.asarray(v, np.float32)) for v in embedder.embed(texts)]
+            for threshold in thresholds:
+                slots: list[grouping.ThemeSlot] = []
+                placed: list[Any] = []
+                labels: list[str] = []
+                for vector in vectors:
+                    where = grouping.place(vector, slots, placed, threshold)
+                    if where.theme is None:
+                        slots.append(grouping.ThemeSlot(str(len(slots))))
+                        index = len(slots) - 1
+                    else:
+                        index = where.theme
+                    slots[index].vectors.append(vector)
+                    placed.append(vector)
+                    labels.append(str(index))
+                truth, found = [], []
+                for n, utterance in enumerate(case["utterances"]):
+                    mine = [
+                        (a, b, lab) for (m, a, b), lab in zip(units, labels, strict=True) if m == n
+                    ]
+                    for gold in _gold(utterance):
+                        theme = _match(gold, mine)
+                        if theme is not None:
+                            truth.append(gold[2])
+                            found.append(theme)
+                per[threshold].append(adjusted_rand(truth, found))
+        for threshold in thresholds:
+            scores[threshold].append(statistics.mean(per[threshold]))
+    for threshold in thresholds:
+        fr, en = scores[threshold]
+        mark = "  <- default" if threshold == grouping.THEME_THRESHOLD else ""
+        print(f"    {threshold:.2f}: {fr:.2f} / {en:.2f}{mark}")
+
+
+def eval_synthesis(settings: Settings, runs: int) -> None:
+    print("draft synthesis timing (model: local unless COMPANION_LLM_BASE_URL is set)")
+    with TestClient(create_app(settings)) as client:
+        api = Api.bootstrap(client, settings)
+        for language in Language:
+            for case in load(language)[:runs]:
+                speakers = sorted({u["speaker"] for u in case["utterances"]})
+                circle = _circle(api, language, len(speakers))
+                circle.advance_to("contract")
+                api.ok(
+                    "PUT",
+                    circle.path("/contract"),
+                    circle.client[1],
+                    json={"text": case["contract"]},
+                )
+                circle.phase("contract", "end")
+                circle.phase("consultation", "start")
+                who = dict(zip(speakers, circle.consultants, strict=True))
+                utterances = case["utterances"]
+                for utterance in utterances[:-2]:
+                    api.ok(
+                        "POST",
+                        circle.path("/notes"),
+                        who[utterance["speaker"]][1],
+                        json={"body": utterance["text"]},
+                    )
+                client_token = circle.client[1]
+                t = time.monotonic()
+                res = api.call("POST", circle.path("/synthesis"), client_token)
+                cold = time.monotonic() - t
+                for utterance in utterances[-2:]:
+                    api.ok(
+                        "POST",
+                        circle.path("/notes"),
+                        who[utterance["speaker"]][1],
+                        json={"body": utterance["text"]},
+                    )
+                circle.phase("consultation", "end")
+                t = time.monotonic()
+                outline = api.ok("GET", circle.path("/synthesis"), client_token)
+                first = time.monotonic() - t
+                res2 = api.call("POST", circle.path("/synthesis"), client_token)
+                complete = time.monotonic() - t
+                body = res2.json()
+                print(
+                    f"  {language} {case['title']!r}: {outline['themes'].__len__()} themes; "
+                    f"during phase 4 (cold, {len(utterances) - 2} turns): {cold:.1f} s "
+                    f"({res.status_code}); after the end: outline {first:.2f} s, complete "
+                    f"{complete:.1f} s ({res2.status_code}, "
+                    f"{len(body.get('actions', []))} actions, "
+                    f"{len(body.get('questions', []))} questions)"
+                )
+                if res2.status_code != 200:
+                    print(f"      {body.get('detail')}")
+                for action in body.get("actions", []):
+                    print(f"      action: {action['objective']} <- {', '.join(action['refs'])}")
+
+
+def settings_for_eval(**update: Any) -> Settings:
+    base = Settings(data_dir=Path(tempfile.mkdtemp(prefix="eval-")), assist_background=False)
+    return base.model_copy(update=update)

@@ -1,0 +1,327 @@
+"""The ideas of a consultation (phase 4), kept grouped into themes while the phase runs.
+
+`refresh` is incremental and idempotent: it reads the phase's notes and transcript segments,
+cuts the turns it has not seen (or that were corrected) into ideas, embeds only those, and
+places them into the themes (companion/ideas/grouping.py). What the client says is left out:
+in phase 4 the client listens. Ideas, their vectors and theme labels are sealed with the
+group's key; a theme's label is remade only when its ideas changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from companion.assist.contract import key_words
+from companion.errors import Conflict, DomainError
+from companion.ideas import grouping
+from companion.ideas.split import split
+from companion.ideas.views import IdeasView, IdeaView, LabelSource, SourceKind, ThemeView
+from companion.memory.embeddings import EmbedderUnavailable
+from companion.method.phases import Language, Phase
+from companion.sessions import content
+from companion.sessions.service import person, state
+from companion.sessions.views import Person
+from companion.speech import jobs
+from companion.store.keyring import Keyring
+from companion.store.models import CodevSession, Idea, Theme, new_id, utcnow
+
+Embed = Callable[[Sequence[str]], list[list[float]]]
+
+
+class IdeasUnavailable(DomainError):
+    """The embedding model cannot be used right now; nothing stored changed."""
+
+    status = 503
+
+
+def embedded(embed: Embed, texts: Sequence[str]) -> list[list[float]]:
+    try:
+        return embed(texts)
+    except EmbedderUnavailable as exc:
+        raise IdeasUnavailable(f"Ideas cannot be grouped right now: {exc}") from exc
+
+
+LABEL_WORDS = 3
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def session_lock(session_id: str) -> threading.Lock:
+    """One refresh of a session at a time in this process (the request and the background
+    runner may both ask); across processes the unique (source, position) key protects."""
+    with _locks_guard:
+        return _locks.setdefault(session_id, threading.Lock())
+
+
+def require_consultation(session: CodevSession) -> None:
+    if not state(session).has_reached(Phase.consultation):
+        raise Conflict(
+            "Ideas come from the consultation (phase 4), which has not started in this session."
+        )
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: SourceKind
+    id: str
+    author_id: str | None
+    speaker: str | None
+    text: str
+    start_s: float | None = None
+    end_s: float | None = None
+
+
+def sources(db: Session, keys: Keyring, session: CodevSession) -> list[Source]:
+    """The consultants' turns of phase 4, in the order they were said (notes, then each
+    recording in turn); the client's own are left out."""
+    found = [
+        Source(SourceKind.note, n.id, n.author.user_id, None, n.body)
+        for n in content.notes(db, keys, session, Phase.consultation)
+        if n.author.user_id != session.client_id
+    ]
+    recorded_by = {job.id: job.uploaded_by for job in jobs.jobs_of(db, session)}
+    for segment in jobs.transcript(db, keys, session, Phase.consultation).segments:
+        author = recorded_by.get(segment.job_id)
+        if segment.speaker is None and author == session.client_id:
+            continue  # the client's own recording, no speaker labels: the client spoke
+        found.append(
+            Source(
+                SourceKind.segment,
+                segment.id,
+                author,
+                segment.speaker,
+                segment.text,
+                segment.start,
+                segment.end,
+            )
+        )
+    return found
+
+
+def _vector(keys: Keyring, group_id: str, idea: Idea) -> np.ndarray:
+    raw = keys.get(group_id).open(idea.vector_sealed, Idea.__tablename__, idea.id, "vector")
+    return np.frombuffer(raw, dtype=np.float32)
+
+
+def basis(ideas: Sequence[Idea]) -> str:
+    """A fingerprint of a set of ideas (ids only)."""
+    return basis_of_ids([i.id for i in ideas])
+
+
+def basis_of_ids(ids: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
+
+
+def _stored(db: Session, session_id: str) -> tuple[list[Theme], list[Idea]]:
+    themes = list(
+        db.scalars(select(Theme).where(Theme.session_id == session_id).order_by(Theme.number))
+    )
+    ideas = list(
+        db.scalars(
+            select(Idea)
+            .where(Idea.session_id == session_id)
+            .order_by(Idea.created_at, Idea.source_id, Idea.position)
+        )
+    )
+    return themes, ideas
+
+
+def refresh(
+    db: Session, keys: Keyring, session: CodevSession, language: Language, embed: Embed
+) -> int:
+    """Bring the session's ideas up to date with its phase-4 content; returns how many ideas
+    were added. The caller commits."""
+    group_id = session.group_id
+    themes, ideas = _stored(db, session.id)
+    by_source: dict[str, list[Idea]] = {}
+    for idea in ideas:
+        by_source.setdefault(idea.source_id, []).append(idea)
+    current = sources(db, keys, session)
+    wanted: list[tuple[Source, list[tuple[int, int, str]]]] = []
+    for source in current:
+        spans = [(s.start, s.end, s.text) for s in split(source.text, language)]
+        have = sorted(by_source.pop(source.id, []), key=lambda i: i.position)
+        if [(i.start, i.end, keys.open(group_id, i, "text")) for i in have] == spans:
+            continue
+        for idea in have:  # the turn was corrected: its ideas are cut again
+            db.delete(idea)
+        if spans:
+            wanted.append((source, spans))
+    for gone in by_source.values():  # turns no longer there (a recording transcribed again)
+        for idea in gone:
+            db.delete(idea)
+    db.flush()
+    themes, ideas = _stored(db, session.id)
+    if wanted:
+        _place(db, keys, session, themes, ideas, wanted, embed)
+    _drop_empty(db, session.id)
+    _label_with_words(db, keys, session, language)
+    return sum(len(spans) for _, spans in wanted)
+
+
+def _place(
+    db: Session,
+    keys: Keyring,
+    session: CodevSession,
+    themes: list[Theme],
+    ideas: list[Idea],
+    wanted: list[tuple[Source, list[tuple[int, int, str]]]],
+    embed: Embed,
+) -> None:
+    group_id = session.group_id
+    key = keys.get(group_id)
+    texts = [text for _, spans in wanted for _, _, text in spans]
+    vectors = [grouping.unit(np.asarray(v, dtype=np.float32)) for v in embedded(embed, texts)]
+    slots = {t.id: grouping.ThemeSlot(t.id) for t in themes}
+    placed: list[np.ndarray] = []
+    placed_ids: list[str] = []
+    for idea in ideas:
+        vector = _vector(keys, group_id, idea)
+        slots[idea.theme_id].vectors.append(vector)
+        placed.append(vector)
+        placed_ids.append(idea.id)
+    order = list(slots.values())
+    number = max((t.number for t in themes), default=0)
+    at = iter(vectors)
+    now = utcnow()
+    made = 0  # strictly increasing times keep the order the ideas were said in
+    for source, spans in wanted:
+        for position, (start, end, text) in enumerate(spans):
+            vector = next(at)
+            where = grouping.place(
+                vector, order, placed, grouping.THEME_THRESHOLD, grouping.DUPLICATE_THRESHOLD
+            )
+            if where.theme is None:
+                number += 1
+                theme = Theme(id=new_id(), session_id=session.id, number=number)
+                db.add(theme)
+                db.flush()  # before its ideas: no relationship() tells the flush the order
+                order.append(grouping.ThemeSlot(theme.id))
+                slot = order[-1]
+            else:
+                slot = order[where.theme]
+            idea = Idea(
+                id=new_id(),
+                session_id=session.id,
+                source_kind=source.kind,
+                source_id=source.id,
+                position=position,
+                start=start,
+                end=end,
+                author_id=source.author_id,
+                theme_id=slot.id,
+                duplicate_of=placed_ids[where.duplicate_of]
+                if where.duplicate_of is not None
+                else None,
+                created_at=now + timedelta(microseconds=made),
+            )
+            made += 1
+            keys.seal(group_id, idea, "text", text)
+            idea.vector_sealed = key.seal(vector.tobytes(), Idea.__tablename__, idea.id, "vector")
+            db.add(idea)
+            slot.vectors.append(vector)
+            placed.append(vector)
+            placed_ids.append(idea.id)
+    db.flush()
+
+
+def _drop_empty(db: Session, session_id: str) -> None:
+    used = select(Idea.theme_id).where(Idea.session_id == session_id)
+    db.execute(delete(Theme).where(Theme.session_id == session_id, Theme.id.not_in(used)))
+
+
+def _label_with_words(
+    db: Session, keys: Keyring, session: CodevSession, language: Language
+) -> None:
+    """Every theme gets a label at once from its ideas' key words; a model label is kept (and
+    shown as not current) until the model labels the theme again."""
+    themes, ideas = _stored(db, session.id)
+    for theme in themes:
+        members = [i for i in ideas if i.theme_id == theme.id]
+        fingerprint = basis(members)
+        if theme.label_basis == fingerprint or theme.label_source == LabelSource.model:
+            continue
+        texts = [keys.open(session.group_id, i, "text") for i in members]
+        label = ", ".join(key_words(texts, language, LABEL_WORDS)) or texts[0][:40]
+        keys.seal(session.group_id, theme, "label", label)
+        theme.label_source = LabelSource.words
+        theme.label_basis = fingerprint
+    db.flush()
+
+
+def set_label(
+    db: Session, keys: Keyring, session: CodevSession, theme_id: str, label: str, of: str
+) -> bool:
+    """Store a model's label for a theme, if the theme still has the ideas it was made from
+    (`of`, their basis); False when it changed meanwhile."""
+    theme = db.get(Theme, theme_id)
+    if theme is None or theme.session_id != session.id:
+        return False
+    members = list(db.scalars(select(Idea).where(Idea.theme_id == theme_id)))
+    if basis(members) != of:
+        return False
+    keys.seal(session.group_id, theme, "label", label)
+    theme.label_source = LabelSource.model
+    theme.label_basis = of
+    db.flush()
+    return True
+
+
+def view(db: Session, keys: Keyring, session: CodevSession) -> IdeasView:
+    themes, ideas = _stored(db, session.id)
+    group_id = session.group_id
+    times = {
+        s.id: (s.start, s.end, s.speaker)
+        for s in jobs.transcript(db, keys, session, Phase.consultation).segments
+    }
+    people: dict[str, Person] = {}
+    refs = {idea.id: f"I{n}" for n, idea in enumerate(ideas, start=1)}
+    by_theme: dict[str, list[IdeaView]] = {t.id: [] for t in themes}
+    for idea in ideas:
+        if idea.author_id and idea.author_id not in people:
+            people[idea.author_id] = person(db, keys, idea.author_id)
+        start_s, end_s, speaker = times.get(idea.source_id, (None, None, None))
+        by_theme[idea.theme_id].append(
+            IdeaView(
+                id=idea.id,
+                ref=refs[idea.id],
+                text=keys.open(group_id, idea, "text"),
+                author=people.get(idea.author_id) if idea.author_id else None,
+                speaker=speaker,
+                source_kind=SourceKind(idea.source_kind),
+                source_id=idea.source_id,
+                start=idea.start,
+                end=idea.end,
+                start_s=start_s,
+                end_s=end_s,
+                duplicate_of=idea.duplicate_of,
+            )
+        )
+    views = [
+        ThemeView(
+            id=t.id,
+            number=t.number,
+            label=keys.open(group_id, t, "label") if t.label_sealed else "",
+            label_source=LabelSource(t.label_source or LabelSource.words),
+            label_current=t.label_basis == basis([i for i in ideas if i.theme_id == t.id]),
+            ideas=by_theme[t.id],
+        )
+        for t in themes
+    ]
+    updated = db.scalar(select(func.max(Idea.created_at)).where(Idea.session_id == session.id))
+    return IdeasView(
+        session_id=session.id,
+        themes=views,
+        ideas=len(ideas),
+        sources=len({i.source_id for i in ideas}),
+        updated_at=updated,
+    )

@@ -1,0 +1,160 @@
+"""Keeps the ideas, themes and the draft synthesis of running consultations current.
+
+A thread wakes every `assist_poll_s` seconds (or at once when a request pokes it) and, for
+each session whose phase 4 runs or ended within the last hour: refreshes its ideas (new notes
+and transcript segments; cheap), then, when the ideas changed since the stored draft, asks the
+model for a new one. So the draft is ready when the phase ends, and a restarted service (or a
+transcript stored by a separate worker) is caught up by the next poll: nothing depends on an
+event that could be missed. A failed model run is retried after `assist_retry_s`, or as soon
+as new ideas come.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from companion.config import Settings
+from companion.ideas import service as ideas
+from companion.llm.errors import ModelError
+from companion.llm.gateway import LLMGateway
+from companion.method.phases import Language, Phase
+from companion.store.keyring import Keyring
+from companion.store.models import CodevSession, Group, PhaseRun, utcnow
+from companion.synthesis import service as synthesis
+from companion.synthesis.views import DraftStatus
+from companion.vault import MasterKey
+
+log = logging.getLogger(__name__)
+
+AFTER_PHASE = timedelta(hours=1)  # a draft may still be wanted a while after phase 4 ended
+
+
+class AssistRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        master: MasterKey,
+        embed: Callable[[], ideas.Embed],
+        llm: Callable[[], LLMGateway],
+        model_configured: Callable[[], bool],
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.master = master
+        self.embed = embed
+        self.llm = llm
+        self.model_configured = model_configured
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._poked: set[str] = set()
+        self._guard = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="assist-runner", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to stop; a model call under way ends when the model server (or the
+        gateway) is closed, so close those, then `join`."""
+        self._stop.set()
+        self._wake.set()
+
+    def join(self, timeout_s: float = 30) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s)
+
+    def poke(self, session_id: str) -> None:
+        with self._guard:
+            self._poked.add(session_id)
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.settings.assist_poll_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                due = self.due()
+            except Exception:
+                log.exception("The assistance runner could not list the sessions to refresh")
+                continue
+            for session_id in due:
+                if self._stop.is_set():
+                    return
+                try:
+                    self.work(session_id)
+                except Exception:  # one session's trouble must not stop the others'
+                    log.exception("The assistance runner failed on session %s", session_id)
+
+    def due(self) -> list[str]:
+        with self._guard:
+            poked, self._poked = self._poked, set()
+        since = utcnow() - AFTER_PHASE
+        with self.sessions() as db:
+            running = db.scalars(
+                select(PhaseRun.session_id)
+                .join(CodevSession, CodevSession.id == PhaseRun.session_id)
+                .where(
+                    PhaseRun.phase == Phase.consultation,
+                    or_(PhaseRun.ended_at.is_(None), PhaseRun.ended_at >= since),
+                )
+            ).all()
+        return sorted(poked) + [s for s in running if s not in poked]
+
+    def work(self, session_id: str) -> None:
+        """Refresh one session's ideas, then its draft if it is stale (the model part only
+        when a model is configured)."""
+        with self.sessions() as db:
+            keys = Keyring(db, self.master)
+            session = db.get(CodevSession, session_id)
+            if session is None:
+                return
+            group = db.get(Group, session.group_id)
+            assert group is not None
+            language = Language(group.language)
+            with ideas.session_lock(session_id):
+                ideas.refresh(db, keys, session, language, self.embed())
+                db.commit()
+            found = synthesis.inputs(db, keys, session, language)
+            if not found.ideas.ideas or not self.model_configured():
+                return
+            row = synthesis.stored(db, session)
+            if row is not None and row.basis == found.basis:
+                retry_at = row.updated_at + timedelta(seconds=self.settings.assist_retry_s)
+                if row.status == DraftStatus.ready or utcnow() < retry_at:
+                    return
+            lock = synthesis.compose_lock(session_id)
+            if not lock.acquire(blocking=False):
+                return  # a request is making it now
+            try:
+                self._draft(db, keys, group, session, found)
+                db.commit()
+            finally:
+                lock.release()
+
+    def _draft(
+        self,
+        db: Session,
+        keys: Keyring,
+        group: Group,
+        session: CodevSession,
+        found: synthesis.Inputs,
+    ) -> None:
+        try:
+            gateway = self.llm()
+        except ModelError as exc:  # no server: said in the draft's status, tried again later
+            synthesis.store(db, keys, session, found.basis, error=str(exc))
+            return
+        try:
+            synthesis.make_draft(db, keys, gateway, group, session, found)
+        except ModelError as exc:  # stored by make_draft
+            log.warning("Draft synthesis of session %s failed: %s", session.id, exc)

@@ -1,0 +1,424 @@
+"""The client's draft synthesis: an outline at once, the model's part kept current.
+
+- The outline needs no language model: the contract, the themes with every idea, and which
+  themes and ideas are closest to the contract (embeddings). It is there within a second.
+- The model's part (theme labels, questions to ponder, a draft action plan of 2-4 actions)
+  cites ideas by reference; a citation of anything not in the list is dropped, a statement left
+  citing nothing is a problem, and problems are sent back once. It is made while phase 4 runs
+  (companion/synthesis/runner.py) and stored sealed with the `basis` it was made from, so when
+  the phase ends the draft is usually already there.
+- The prompt is append-only (instructions, contract, then ideas in the order they came, the
+  task last), so the model server's prefix cache makes each new run pay for new ideas only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from companion.assist.prompts import prompt
+from companion.errors import Conflict
+from companion.ideas import service as ideas
+from companion.ideas.grouping import unit
+from companion.ideas.views import IdeasView, IdeaView, LabelSource, ThemeView
+from companion.llm.errors import ModelError, ModelOutputInvalid
+from companion.llm.gateway import GroupRef, LLMGateway, Message
+from companion.method.phases import Language
+from companion.store.keyring import Keyring
+from companion.store.models import CodevSession, Contract, Idea, Synthesis, new_id, utcnow
+from companion.synthesis.views import (
+    DraftAction,
+    DraftStatus,
+    Question,
+    RelevantIdea,
+    SynthesisView,
+    ThemeRelevance,
+)
+
+MOST_RELEVANT = 3
+LABEL_WORDS = 8
+PURPOSE = "synthesis.draft"
+
+_compose_locks: dict[str, threading.Lock] = {}
+_compose_guard = threading.Lock()
+
+
+def compose_lock(session_id: str) -> threading.Lock:
+    """One model run per session at a time in this process (runner and requests share it)."""
+    with _compose_guard:
+        return _compose_locks.setdefault(session_id, threading.Lock())
+
+
+# --- the model's answer --------------------------------------------------------------------
+
+
+class ModelLabel(BaseModel):
+    theme: int
+    label: str = Field(min_length=1, max_length=80)
+
+
+class ModelQuestion(BaseModel):
+    text: str = Field(min_length=3, max_length=300)
+    ideas: list[str]
+
+
+class ModelAction(BaseModel):
+    """Lengths as the action plan takes them, so the client can post a draft action as is."""
+
+    objective: str = Field(min_length=3, max_length=200)
+    first_step: str = Field(min_length=3, max_length=200)
+    resources: str = Field(max_length=200)
+    indicator: str = Field(min_length=3, max_length=200)
+    weeks: int = Field(ge=1, le=12)
+    ideas: list[str]
+
+
+class ModelDraft(BaseModel):
+    labels: list[ModelLabel] = Field(max_length=20)
+    questions: list[ModelQuestion] = Field(min_length=1, max_length=4)
+    actions: list[ModelAction] = Field(min_length=2, max_length=4)
+
+
+class StoredDraft(BaseModel):
+    """What is sealed in syntheses.body: the checked model part, citing idea ids."""
+
+    labels: dict[str, str]  # theme id -> label
+    questions: list[Question]
+    actions: list[DraftAction]
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inputs:
+    contract: str | None
+    contract_id: str | None
+    ideas: IdeasView
+    basis: str
+    language: Language
+
+    @property
+    def all_ideas(self) -> list[IdeaView]:
+        found = [i for t in self.ideas.themes for i in t.ideas]
+        return sorted(found, key=lambda i: int(i.ref[1:]))
+
+
+def inputs(db: Session, keys: Keyring, session: CodevSession, language: Language) -> Inputs:
+    row = db.scalar(select(Contract).where(Contract.session_id == session.id))
+    text = keys.open(session.group_id, row, "text") if row is not None else None
+    view = ideas.view(db, keys, session)
+    version = prompt_version(language)
+    parts = [
+        f"contract:{row.id}:{row.confirmed_at.isoformat()}" if row else "contract:-",
+        f"prompt:{language}:{version}",
+        *sorted(f"{i.id}:{t.id}" for t in view.themes for i in t.ideas),
+    ]
+    return Inputs(
+        contract=text,
+        contract_id=row.id if row else None,
+        ideas=view,
+        basis=hashlib.sha256("\n".join(parts).encode()).hexdigest(),
+        language=language,
+    )
+
+
+def prompt_version(language: Language) -> str:
+    """The versions of the prompt files a draft was made with, e.g. 'draft 1, task 2'."""
+    draft, task = prompt("synthesis", "draft", language), prompt("synthesis", "task", language)
+    return f"draft {draft.version}, task {task.version}"
+
+
+def require_ideas(found: Inputs) -> None:
+    if not found.ideas.ideas:
+        raise Conflict(
+            "There is nothing to synthesise yet: the consultation (phase 4) has no ideas from "
+            "consultants. Add notes or recordings to phase 4 first."
+        )
+
+
+# --- the outline (no model) ------------------------------------------------------------------
+
+
+def _vectors(db: Session, keys: Keyring, session: CodevSession) -> dict[str, np.ndarray]:
+    rows = db.scalars(select(Idea).where(Idea.session_id == session.id))
+    key = keys.get(session.group_id)
+    return {
+        r.id: np.frombuffer(
+            key.open(r.vector_sealed, Idea.__tablename__, r.id, "vector"), np.float32
+        )
+        for r in rows
+    }
+
+
+def relevance(
+    db: Session,
+    keys: Keyring,
+    session: CodevSession,
+    found: Inputs,
+    embed: ideas.Embed,
+) -> tuple[list[ThemeRelevance], list[RelevantIdea]]:
+    """Themes and ideas by closeness to the contract (none without a contract)."""
+    if not found.contract or not found.ideas.ideas:
+        return [], []
+    target = unit(np.asarray(ideas.embedded(embed, [found.contract])[0], dtype=np.float32))
+    vectors = _vectors(db, keys, session)
+    themes: list[ThemeRelevance] = []
+    scored: list[tuple[float, IdeaView, ThemeView]] = []
+    for theme in found.ideas.themes:
+        scores = [float(vectors[i.id] @ target) for i in theme.ideas if i.id in vectors]
+        if not scores:
+            continue
+        themes.append(
+            ThemeRelevance(
+                theme_id=theme.id,
+                number=theme.number,
+                label=theme.label,
+                score=round(float(np.mean(scores)), 3),
+            )
+        )
+        scored += [
+            (float(vectors[i.id] @ target), i, theme)
+            for i in theme.ideas
+            if i.id in vectors and i.duplicate_of is None
+        ]
+    themes.sort(key=lambda t: -t.score)
+    scored.sort(key=lambda s: -s[0])
+    top = [
+        RelevantIdea(
+            text=idea.text,
+            theme_number=theme.number,
+            score=round(score, 3),
+            ideas=[idea.id],
+            refs=[idea.ref],
+        )
+        for score, idea, theme in scored[:MOST_RELEVANT]
+    ]
+    return themes, top
+
+
+# --- the model's part ------------------------------------------------------------------------
+
+
+def _idea_lines(found: Inputs) -> str:
+    number = {i.id: t.number for t in found.ideas.themes for i in t.ideas}
+    word = "thème" if found.language == Language.fr else "theme"
+    return "\n".join(f"[{i.ref}] ({word} {number[i.id]}) {i.text}" for i in found.all_ideas)
+
+
+def _check(answer: ModelDraft, found: Inputs, today: date) -> tuple[StoredDraft, list[str]]:
+    """Keep what cites known ideas; say what is wrong with the rest."""
+    by_ref = {i.ref: i.id for i in found.all_ideas}
+    themes = {t.number: t.id for t in found.ideas.themes}
+    problems: list[str] = []
+
+    def cited(refs: Sequence[str], what: str) -> list[str] | None:
+        known = list(dict.fromkeys(r.strip().strip("[]") for r in refs))
+        known = [r for r in known if r in by_ref]
+        if not known:
+            problems.append(f"{what} cites no idea of the list")
+            return None
+        return known
+
+    labels = {}
+    for item in answer.labels:
+        words = item.label.split()
+        if item.theme in themes and 0 < len(words) <= LABEL_WORDS:
+            labels[themes[item.theme]] = " ".join(words)
+    questions = []
+    for n, q in enumerate(answer.questions, start=1):
+        refs = cited(q.ideas, f"question {n}")
+        if refs is not None:
+            questions.append(Question(text=q.text, refs=refs, ideas=[by_ref[r] for r in refs]))
+    actions = []
+    for n, a in enumerate(answer.actions, start=1):
+        refs = cited(a.ideas, f"action {n}")
+        if refs is not None:
+            actions.append(
+                DraftAction(
+                    objective=a.objective,
+                    first_step=a.first_step,
+                    resources=a.resources,
+                    indicator=a.indicator,
+                    due_date=today + timedelta(weeks=a.weeks),
+                    refs=refs,
+                    ideas=[by_ref[r] for r in refs],
+                )
+            )
+    if len(actions) < 2:
+        problems.append(f"{len(actions)} usable actions, at least 2 are needed")
+    return StoredDraft(labels=labels, questions=questions, actions=actions), problems
+
+
+def compose(gateway: LLMGateway, group: GroupRef, found: Inputs, today: date) -> StoredDraft:
+    """The model's part, checked; sent back once with the problems. Raises ModelOutputInvalid
+    when the second answer still has no usable actions."""
+    lang = found.language
+    head = prompt("synthesis", "draft", lang).render(
+        contract=found.contract or "-", ideas=_idea_lines(found)
+    )
+    # Labels only for themes the model has not labelled as they are: less to generate.
+    unlabelled = [
+        str(t.number)
+        for t in found.ideas.themes
+        if not (t.label_source == LabelSource.model and t.label_current)
+    ]
+    task = prompt("synthesis", "task", lang).render(themes=", ".join(unlabelled) or "-")
+    messages = [Message("user", f"{head}\n{task}")]
+    best: StoredDraft | None = None
+    for attempt in range(2):
+        try:
+            answer = gateway.complete(group, PURPOSE, messages, ModelDraft)
+        except ModelOutputInvalid:
+            if best is None:
+                raise
+            break  # the second answer is unusable: the first one's usable part may do
+        draft, problems = _check(answer, found, today)
+        if best is None or len(draft.actions) > len(best.actions):
+            best = draft
+        if not problems:
+            return draft
+        if attempt == 0:
+            retry = prompt("synthesis", "retry", lang).render(
+                problems="\n".join(f"- {p}" for p in problems)
+            )
+            messages += [Message("assistant", answer.model_dump_json()), Message("user", retry)]
+    if best is not None and len(best.actions) >= 2:
+        return best
+    raise ModelOutputInvalid(
+        "The model's draft synthesis failed its checks twice (its actions did not cite the "
+        "consultants' ideas). Nothing was lost: the themes are there; retry.",
+        "invalid_synthesis",
+    )
+
+
+# --- stored drafts ---------------------------------------------------------------------------
+
+
+def stored(db: Session, session: CodevSession) -> Synthesis | None:
+    return db.scalar(select(Synthesis).where(Synthesis.session_id == session.id))
+
+
+def store(
+    db: Session,
+    keys: Keyring,
+    session: CodevSession,
+    basis: str,
+    *,
+    draft: StoredDraft | None = None,
+    error: str | None = None,
+    seconds: float | None = None,
+    version: str | None = None,
+) -> Synthesis:
+    row = stored(db, session)
+    if row is None:
+        row = Synthesis(id=new_id(), session_id=session.id)
+        db.add(row)
+    row.basis = basis
+    row.updated_at = utcnow()
+    row.seconds = seconds
+    row.prompt_version = version
+    if draft is not None:
+        row.status = DraftStatus.ready
+        row.error = None
+        keys.seal(session.group_id, row, "body", draft.model_dump_json())
+    else:
+        row.status = DraftStatus.failed
+        row.error = (error or "failed")[:300]  # keeps the last good body, if any
+    db.flush()
+    return row
+
+
+def make_draft(
+    db: Session,
+    keys: Keyring,
+    gateway: LLMGateway,
+    group: GroupRef,
+    session: CodevSession,
+    found: Inputs,
+) -> Synthesis:
+    """Run the model for `found` and store the result (or the failure, then re-raise)."""
+    version = prompt_version(found.language)
+    started = time.monotonic()
+    try:
+        draft = compose(gateway, group, found, utcnow().date())
+    except ModelError as exc:
+        store(db, keys, session, found.basis, error=str(exc), version=version)
+        raise
+    row = store(
+        db,
+        keys,
+        session,
+        found.basis,
+        draft=draft,
+        seconds=round(time.monotonic() - started, 2),
+        version=version,
+    )
+    for theme_id, label in draft.labels.items():
+        members = [i for t in found.ideas.themes if t.id == theme_id for i in t.ideas]
+        ideas.set_label(
+            db, keys, session, theme_id, label, ideas.basis_of_ids([i.id for i in members])
+        )
+    return row
+
+
+def view(
+    db: Session,
+    keys: Keyring,
+    session: CodevSession,
+    found: Inputs,
+    embed: ideas.Embed,
+    *,
+    model_configured: bool,
+) -> SynthesisView:
+    themes, top = relevance(db, keys, session, found, embed)
+    row = stored(db, session)
+    draft: StoredDraft | None = None
+    if row is not None and row.body_sealed is not None:
+        try:
+            draft = StoredDraft.model_validate_json(keys.open(session.group_id, row, "body"))
+        except ValidationError:
+            draft = None  # an older shape: made again by the next run
+    if row is None:
+        status = DraftStatus.pending if model_configured else DraftStatus.no_model
+    else:
+        status = DraftStatus(row.status)
+    known = {i.id for i in found.all_ideas}
+    refs = {i.id: i.ref for i in found.all_ideas}
+
+    def recite(ids: list[str]) -> tuple[list[str], list[str]]:
+        kept = [i for i in ids if i in known]  # an idea corrected away since is not cited
+        return kept, [refs[i] for i in kept]
+
+    questions, actions = [], []
+    if draft is not None:
+        for q in draft.questions:
+            q.ideas, q.refs = recite(q.ideas)
+            questions.append(q)
+        for a in draft.actions:
+            a.ideas, a.refs = recite(a.ideas)
+            actions.append(a)
+    return SynthesisView(
+        session_id=session.id,
+        contract=found.contract,
+        themes=found.ideas.themes,
+        relevance=themes,
+        most_relevant=top,
+        questions=questions,
+        actions=actions,
+        status=status,
+        current=row is not None and row.basis == found.basis and row.status == DraftStatus.ready,
+        error=row.error if row is not None and row.status == DraftStatus.failed else None,
+        prompt_version=row.prompt_version if row is not None else None,
+        model_seconds=row.seconds if row is not None else None,
+        updated_at=row.updated_at if row is not None else None,
+    )
