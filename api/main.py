@@ -21,6 +21,7 @@ from api.routes import (
     health,
     ideas,
     learnings,
+    live,
     members,
     memory,
     model_calls,
@@ -60,6 +61,7 @@ ROUTERS = (
     transcripts.router,
     ideas.router,
     synthesis.router,
+    live.router,
 )
 
 

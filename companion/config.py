@@ -137,6 +137,25 @@ class Settings(BaseSettings):
     max_audio_seconds: float = Field(
         default=7200, gt=0, description="Longest recording accepted, in seconds."
     )
+    live_window_s: float = Field(
+        default=20, ge=4, le=28, description="Live mode: seconds of audio that start a pass."
+    )
+    live_hold_s: float = Field(
+        default=4,
+        ge=1,
+        le=10,
+        description="Live mode: the last seconds of a pass are not final; the next pass "
+        "transcribes them again with what follows.",
+    )
+    live_max_frame_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Live mode: largest audio frame, in bytes."
+    )
+    live_max_seconds: float = Field(
+        default=7200, gt=0, description="Live mode: longest audio one connection may send."
+    )
+    live_idle_s: float = Field(
+        default=60, gt=0, description="Live mode: a connection silent this long is closed."
+    )
 
     @property
     def resolved_chroma_path(self) -> Path:

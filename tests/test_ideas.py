@@ -287,9 +287,9 @@ def test_injected_instructions_stay_data(assisted, model):
     assert view["status"] == "failed"
 
 
-def test_the_stream_sends_the_outline_then_the_draft(assisted, model):
+def test_the_stream_sends_the_outline_then_progress_then_the_draft(assisted, model):
     circle = _ready(assisted)
-    model.reply(_draft([["I1"], ["I2"]]))
+    model.reply(_draft([["I1"], ["I2"]]), chunk_delay_s=0.04)  # ~100 chunks: ~4 s of writing
     with assisted.client.stream(
         "GET",
         f"/api/v1{circle.path('/synthesis/stream')}",
@@ -300,7 +300,10 @@ def test_the_stream_sends_the_outline_then_the_draft(assisted, model):
         events = [
             line.removeprefix("event: ") for line in res.iter_lines() if line.startswith("event:")
         ]
-    assert events == ["outline", "draft", "done"]
+    assert events[0] == "outline"
+    assert events[-2:] == ["draft", "done"]
+    assert "progress" in events[1:-2]  # the model's writing, streamed by the gateway
+    assert model.received[0].body["stream"] is True
 
 
 def test_without_a_model_the_outline_still_comes(api):

@@ -182,6 +182,32 @@ def test_a_loopback_endpoint_answers_a_validated_object(settings, store, group):
     assert "Déléguer" not in stored
 
 
+def test_a_streamed_answer_reports_progress_and_is_validated_and_audited(settings, store, group):
+    seen: list[int] = []
+    with OpenAIDouble() as double:
+        double.reply('{"title": "Déléguer pas à pas", "score": 4}', completion_tokens=13)
+        result = gateway(settings, store, double.url).complete(
+            group, "synthesis", PROMPT, Verdict, progress=seen.append
+        )
+    assert result == Verdict(title="Déléguer pas à pas", score=4)
+    assert double.received[0].body["stream"] is True
+    assert seen == sorted(seen)
+    assert len(seen) >= 5  # the double streams 8 characters a chunk
+    [row] = calls(store, group.id)
+    assert (row.outcome, row.completion_tokens) == ("ok", 13)  # usage from the last chunk
+
+
+def test_a_streamed_invalid_answer_is_retried_like_any_other(settings, store, group):
+    with OpenAIDouble() as double:
+        double.reply("not json at all")
+        double.reply('{"title": "Déléguer", "score": 2}')
+        result = gateway(settings, store, double.url).complete(
+            group, "synthesis", PROMPT, Verdict, progress=lambda _n: None
+        )
+    assert result.score == 2
+    assert [r.outcome for r in calls(store, group.id)] == ["error", "ok"]
+
+
 def test_text_answers_and_fenced_json(settings, store, group):
     with OpenAIDouble() as double:
         double.reply("Bonjour")

@@ -29,6 +29,7 @@ from companion.synthesis.views import SynthesisView
 router = APIRouter(prefix="/groups/{group_id}/sessions/{session_id}", tags=["assistance"])
 
 KEEP_ALIVE_S = 10.0  # a comment line while the model works, so proxies keep the stream open
+PROGRESS_S = 1.0  # how often the stream says how far the model has written
 
 
 def _current(
@@ -119,9 +120,9 @@ def stream_synthesis(
     ctx: SessionClient, request: Request, db: SessionDep, keys: KeysDep
 ) -> StreamingResponse:
     """Server-sent events: `outline` at once (a SynthesisView without a current model part),
-    then `draft` (the complete SynthesisView) when the model's part is current, or `error`
-    ({status, detail}) if it cannot be made; `done` closes. Comment lines keep the stream
-    open while the model works."""
+    `progress` ({written}: about how many tokens the model has written) every second while it
+    writes, then `draft` (the complete SynthesisView) when the model's part is current, or
+    `error` ({status, detail}) if it cannot be made; `done` closes."""
     state = app_state(request)
     first = _current(state, db, keys, ctx.session, Language(ctx.group.language))
     session_id = ctx.session.id
@@ -141,11 +142,20 @@ def stream_synthesis(
                 results.put(exc)
 
         threading.Thread(target=work, name="synthesis-stream", daemon=True).start()
+        shown, quiet = None, 0.0
         while True:
             try:
-                outcome = results.get(timeout=KEEP_ALIVE_S)
+                outcome = results.get(timeout=PROGRESS_S)
             except queue.Empty:
-                yield ": the model is working\n\n"
+                written = synthesis.writing(session_id)  # this run's, or the runner's
+                if written is not None and written != shown:
+                    shown, quiet = written, 0.0
+                    yield _event("progress", json.dumps({"written": written}))
+                else:
+                    quiet += PROGRESS_S
+                    if quiet >= KEEP_ALIVE_S:
+                        quiet = 0.0
+                        yield ": the model is working\n\n"
                 continue
             break
         if isinstance(outcome, SynthesisView):

@@ -16,8 +16,8 @@ Ideas, themes and the synthesis timing: see bench/eval/consultation.py (--themes
 from __future__ import annotations
 
 import argparse
-import sys
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +25,7 @@ from pathlib import Path
 # The repository root, for api/ and tests/ (the bench runs from a checkout).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import consultation  # noqa: E402 (bench/eval/consultation.py, beside this file)
+import consultation  # bench/eval/consultation.py, beside this file
 
 from companion.assist import clarity, contract
 from companion.method.phases import Language

@@ -88,11 +88,17 @@ def sources(db: Session, keys: Keyring, session: CodevSession) -> list[Source]:
         for n in content.notes(db, keys, session, Phase.consultation)
         if n.author.user_id != session.client_id
     ]
-    recorded_by = {job.id: job.uploaded_by for job in jobs.jobs_of(db, session)}
+    recordings = {job.id: job for job in jobs.jobs_of(db, session)}
     for segment in jobs.transcript(db, keys, session, Phase.consultation).segments:
-        author = recorded_by.get(segment.job_id)
-        if segment.speaker is None and author == session.client_id:
-            continue  # the client's own recording, no speaker labels: the client spoke
+        job = recordings.get(segment.job_id)
+        author = job.uploaded_by if job is not None else None
+        if (
+            job is not None
+            and job.audio_format.startswith(jobs.LIVE)
+            and author == session.client_id
+        ):
+            continue  # a live stream is one participant's microphone: this one is the client's
+        # An uploaded recording is of the room: kept whoever uploaded it.
         found.append(
             Source(
                 SourceKind.segment,

@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar, overload
 
 import httpx
 import openai
 from openai import OpenAI
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
@@ -40,6 +40,7 @@ from companion.llm.policy import Resolver, host_of, system_resolver
 from companion.llm.transport import guarded_client
 
 T = TypeVar("T", bound=BaseModel)
+Progress = Callable[[int], None]  # called with the number of chunks streamed so far
 R = TypeVar("R")
 
 CONNECT_TIMEOUT_S = 5.0  # a server that is down answers at once; one that is gone, within this
@@ -109,6 +110,39 @@ def _json_schema_format(schema: type[BaseModel]) -> ResponseFormatJSONSchema:
     }
 
 
+def _gather(stream: Iterable[ChatCompletionChunk], progress: Progress) -> ChatCompletion:
+    """A streamed answer put back together (content, finish reason, usage), for the same
+    parsing and audit as an answer in one piece."""
+    parts: list[str] = []
+    finish: str | None = None
+    usage = None
+    last: ChatCompletionChunk | None = None
+    for chunk in stream:
+        last = chunk
+        usage = chunk.usage or usage
+        for choice in chunk.choices:
+            if choice.delta.content:
+                parts.append(choice.delta.content)
+                progress(len(parts))
+            finish = choice.finish_reason or finish
+    return ChatCompletion.model_validate(
+        {
+            "id": last.id if last else "stream",
+            "object": "chat.completion",
+            "created": last.created if last else int(time.time()),
+            "model": last.model if last else "",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(parts)},
+                    "finish_reason": finish or "stop",
+                }
+            ],
+            "usage": usage.model_dump() if usage else None,
+        }
+    )
+
+
 def _domain_cause(exc: BaseException) -> DomainError | None:
     """A policy refusal (or unresolvable host) raised in the transport, under openai's wrapper."""
     seen: BaseException | None = exc.__cause__ or exc.__context__
@@ -165,6 +199,7 @@ class LLMGateway:
         purpose: str,
         messages: Sequence[Message],
         schema: None = None,
+        progress: Progress | None = None,
     ) -> str: ...
 
     @overload
@@ -174,6 +209,7 @@ class LLMGateway:
         purpose: str,
         messages: Sequence[Message],
         schema: type[T],
+        progress: Progress | None = None,
     ) -> T: ...
 
     def complete(
@@ -182,9 +218,14 @@ class LLMGateway:
         purpose: str,
         messages: Sequence[Message],
         schema: type[T] | None = None,
+        progress: Progress | None = None,
     ) -> str | T:
         """The model's answer: text, or an instance of `schema` validated (one retry with the
         validation problem appended, then ModelOutputInvalid).
+
+        With `progress`, the answer is streamed and `progress(chunks)` is called as it comes
+        (for long answers: the caller can show that the model is writing, and the timeout
+        applies between chunks rather than to the whole answer).
 
         Raises PolicyRefused (409), ModelUnavailable (503), ModelCallFailed or
         ModelOutputInvalid (502). Every request made is audited in `model_calls`.
@@ -193,21 +234,21 @@ class LLMGateway:
             raise ValueError(f"purpose must be 1 to {MAX_PURPOSE} characters")
         history = list(messages)
         if schema is None:
-            return self._request(group, purpose, history, None, lambda text: text)
+            return self._request(group, purpose, history, None, lambda text: text, progress)
         validated = schema  # bound for the closure
 
         def parse(text: str) -> T:
             return validated.model_validate_json(_strip_fence(text))
 
         try:
-            return self._structured(group, purpose, history, validated, parse)
+            return self._structured(group, purpose, history, validated, parse, progress)
         except _InvalidAnswer as first:
             history += [
                 Message("assistant", first.text),
                 Message("user", RETRY_INSTRUCTION.format(problem=first.problem)),
             ]
         try:
-            return self._structured(group, purpose, history, validated, parse)
+            return self._structured(group, purpose, history, validated, parse, progress)
         except _InvalidAnswer as second:
             raise ModelOutputInvalid(
                 f"The model's answer for '{purpose}' did not match {schema.__name__}, twice "
@@ -222,18 +263,19 @@ class LLMGateway:
         history: list[Message],
         schema: type[T],
         parse: Callable[[str], T],
+        progress: Progress | None,
     ) -> T:
         """With a JSON-schema response format; once the server has refused the format (HTTP
         400) and taken the same request without it, with the schema in the prompt instead."""
         if not self._schema_in_prompt:
             try:
-                return self._request(group, purpose, history, schema, parse)
+                return self._request(group, purpose, history, schema, parse, progress)
             except ModelCallFailed as exc:
                 if exc.kind != "http_400":
                     raise
         instruction = Message("system", SCHEMA_INSTRUCTION + json.dumps(schema.model_json_schema()))
         try:
-            result = self._request(group, purpose, [instruction, *history], None, parse)
+            result = self._request(group, purpose, [instruction, *history], None, parse, progress)
         except _InvalidAnswer:
             self._schema_in_prompt = True  # the request itself was taken
             raise
@@ -247,12 +289,13 @@ class LLMGateway:
         history: list[Message],
         schema: type[BaseModel] | None,
         parse: Callable[[str], R],
+        progress: Progress | None = None,
     ) -> R:
         """One answer, retried (bounded, with backoff) while the server is unavailable."""
         attempts = self.settings.llm_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                return self._attempt(group, purpose, history, schema, parse)
+                return self._attempt(group, purpose, history, schema, parse, progress)
             except ModelUnavailable:
                 if attempt == attempts:
                     raise
@@ -266,13 +309,14 @@ class LLMGateway:
         history: list[Message],
         schema: type[BaseModel] | None,
         parse: Callable[[str], R],
+        progress: Progress | None = None,
     ) -> R:
         """One request to the model, audited whatever happens."""
         started = time.monotonic()
         completion: ChatCompletion | None = None
         text = ""
         try:
-            completion = self._send(group, history, schema)
+            completion = self._send(group, history, schema, progress)
             if completion.choices:
                 text = completion.choices[0].message.content or ""
             result = parse(text)
@@ -285,28 +329,44 @@ class LLMGateway:
         return result
 
     def _send(
-        self, group: GroupRef, history: list[Message], schema: type[BaseModel] | None
+        self,
+        group: GroupRef,
+        history: list[Message],
+        schema: type[BaseModel] | None,
+        progress: Progress | None = None,
     ) -> ChatCompletion:
         client = self._clients[Policy(group.policy)]
         messages = [_param(m) for m in history]
         model = self.settings.llm_model
         where = f"The model server at {self.host}"
+        response_format = _json_schema_format(schema) if schema else openai.omit
         try:
             # Bounded and near-deterministic: assistance wants short, checkable answers.
-            return client.chat.completions.create(
+            if progress is None:
+                return client.chat.completions.create(
+                    model=model,
+                    messages=messages,
+                    max_completion_tokens=self.settings.llm_max_tokens,
+                    temperature=self.settings.llm_temperature,
+                    response_format=response_format,
+                )
+            stream = client.chat.completions.create(
                 model=model,
                 messages=messages,
                 max_completion_tokens=self.settings.llm_max_tokens,
                 temperature=self.settings.llm_temperature,
-                response_format=_json_schema_format(schema) if schema else openai.omit,
+                response_format=response_format,
+                stream=True,
+                stream_options={"include_usage": True},
             )
-        except openai.APITimeoutError:
+            return _gather(stream, progress)
+        except (openai.APITimeoutError, httpx.TimeoutException):  # the latter: mid-stream
             raise ModelUnavailable(
                 f"{where} did not answer within {self.settings.llm_timeout_s:g} s "
                 "(COMPANION_LLM_TIMEOUT_S). It may be overloaded: retry in a minute.",
                 "timeout",
             ) from None
-        except openai.APIConnectionError as exc:
+        except (openai.APIConnectionError, httpx.TransportError) as exc:  # the latter: mid-stream
             cause = _domain_cause(exc)
             if cause is not None:
                 raise cause from None

@@ -54,6 +54,7 @@ MAX_ATTEMPTS = 3  # a recording that kills its worker this often is failed, not 
 DEFAULT_RTF = 0.2  # seconds of work per second of audio, until done jobs say better
 PROGRESS_EVERY_S = 1.0
 ORPHAN_AGE_S = 3600  # an audio file with no job this old is a leftover of a failed request
+LIVE = "live/"  # audio_format of live jobs (companion.speech.live): no worker runs them
 
 
 class Interrupted(Exception):
@@ -138,20 +139,22 @@ def fair_order(db: Session) -> list[str]:
     for job_id, group_id in queued:
         by_group.setdefault(group_id, []).append(job_id)
     groups = list(by_group)
+    # Live connections use no worker: they do not count against their group here.
+    uploads = (
+        TranscriptionJob.group_id.in_(groups),
+        TranscriptionJob.audio_format.not_like(f"{LIVE}%"),
+    )
     last_started = dict(
         db.execute(
             select(TranscriptionJob.group_id, func.max(TranscriptionJob.started_at))
-            .where(TranscriptionJob.group_id.in_(groups))
+            .where(*uploads)
             .group_by(TranscriptionJob.group_id)
         ).all()
     )
     running = dict(
         db.execute(
             select(TranscriptionJob.group_id, func.count())
-            .where(
-                TranscriptionJob.group_id.in_(groups),
-                TranscriptionJob.status == JobStatus.running,
-            )
+            .where(*uploads, TranscriptionJob.status == JobStatus.running)
             .group_by(TranscriptionJob.group_id)
         ).all()
     )
@@ -210,7 +213,7 @@ def claim_next(factory: sessionmaker[Session]) -> tuple[str, int] | None:
 # --- running --------------------------------------------------------------------------------
 
 
-def _ours(job_id: str, attempt: int) -> list[object]:
+def ours(job_id: str, attempt: int) -> list[object]:
     return [
         TranscriptionJob.id == job_id,
         TranscriptionJob.attempts == attempt,
@@ -223,13 +226,13 @@ def _touch(factory: sessionmaker[Session], job_id: str, attempt: int, **values: 
     with factory() as db, db.begin():
         result = db.execute(
             update(TranscriptionJob)
-            .where(*_ours(job_id, attempt))  # type: ignore[arg-type]
+            .where(*ours(job_id, attempt))  # type: ignore[arg-type]
             .values(heartbeat_at=utcnow(), **values)
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-class _Heartbeat:
+class Heartbeat:
     """Refreshes the claim every quarter lease while a job runs, whatever the executor does."""
 
     def __init__(self, ctx: JobContext, job_id: str, attempt: int) -> None:
@@ -248,7 +251,7 @@ class _Heartbeat:
             except Exception:  # the database is briefly away: try again next beat
                 log.warning("Heartbeat of transcription job %s failed", self.job_id, exc_info=True)
 
-    def __enter__(self) -> _Heartbeat:
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 
@@ -280,7 +283,7 @@ def run_claimed(ctx: JobContext, job_id: str, attempt: int) -> None:
     path = audio.audio_path(ctx.settings.data_dir, group.id, job_id)
     outcome = "unknown"
     try:
-        with _Heartbeat(ctx, job_id, attempt) as beat:
+        with Heartbeat(ctx, job_id, attempt) as beat:
             try:
                 recording = audio.open_sealed(path, key, job_id)
             except FileNotFoundError:
@@ -332,7 +335,7 @@ def _collect(
     seconds: float,
     language: str,
     recording: BinaryIO,
-    beat: _Heartbeat,
+    beat: Heartbeat,
 ) -> list[Segment]:
     segments: list[Segment] = []
     reported = float("-inf")  # the first segment is reported at once, then once a second
@@ -393,7 +396,7 @@ def _finish(
     with ctx.sessions() as db, db.begin():
         job = db.scalar(
             select(TranscriptionJob)
-            .where(*_ours(job_id, attempt))  # type: ignore[arg-type]
+            .where(*ours(job_id, attempt))  # type: ignore[arg-type]
             .with_for_update()
         )
         if job is None:
@@ -410,7 +413,7 @@ def _fail(
     with factory() as db, db.begin():
         result = db.execute(
             update(TranscriptionJob)
-            .where(*_ours(job_id, attempt))  # type: ignore[arg-type]
+            .where(*ours(job_id, attempt))  # type: ignore[arg-type]
             .values(
                 status=JobStatus.failed,
                 error=reason[:300],
@@ -425,7 +428,7 @@ def _requeue(factory: sessionmaker[Session], job_id: str, attempt: int) -> None:
     with factory() as db, db.begin():
         db.execute(
             update(TranscriptionJob)
-            .where(*_ours(job_id, attempt))  # type: ignore[arg-type]
+            .where(*ours(job_id, attempt))  # type: ignore[arg-type]
             .values(status=JobStatus.queued, heartbeat_at=None, progress=0.0)
         )
 
@@ -446,7 +449,9 @@ def recover(ctx: JobContext) -> int:
             )
         ).all()
         for job in abandoned:
-            if job.attempts >= MAX_ATTEMPTS:
+            if job.audio_format.startswith(LIVE):
+                _close_live(db, job)  # its audio was in the dead process: keep what was stored
+            elif job.attempts >= MAX_ATTEMPTS:
                 job.status = JobStatus.failed
                 job.finished_at = utcnow()
                 job.error = (
@@ -469,6 +474,14 @@ def recover(ctx: JobContext) -> int:
         path.unlink(missing_ok=True)
     _sweep_orphans(ctx)
     return int(queued or 0)
+
+
+def _close_live(db: Session, job: TranscriptionJob) -> None:
+    stored = db.scalar(select(func.count()).where(TranscriptSegment.job_id == job.id))
+    log.warning("Live transcription job %s lost its connection's process: closed", job.id)
+    job.status = JobStatus.done if stored else JobStatus.failed
+    job.finished_at = utcnow()
+    job.error = None if stored else "The live connection was lost before any speech was heard."
 
 
 def _sweep_orphans(ctx: JobContext) -> None:
@@ -512,7 +525,11 @@ def _rtf(db: Session) -> float:
             TranscriptionJob.finished_at,
             TranscriptionJob.audio_seconds,
         )
-        .where(TranscriptionJob.status == JobStatus.done, TranscriptionJob.started_at.is_not(None))
+        .where(
+            TranscriptionJob.status == JobStatus.done,
+            TranscriptionJob.started_at.is_not(None),
+            TranscriptionJob.audio_format.not_like(f"{LIVE}%"),  # they last as long as speech
+        )
         .order_by(TranscriptionJob.finished_at.desc())
         .limit(20)
     ).all()
@@ -527,7 +544,9 @@ def job_view(db: Session, job: TranscriptionJob, workers: int = 1) -> JobView:
     rtf = _rtf(db)
     eta: float | None = None
     position: int | None = None
-    if status is JobStatus.running and job.started_at is not None:
+    if job.audio_format.startswith(LIVE):
+        pass  # transcribed while it is said: no queue, no ETA
+    elif status is JobStatus.running and job.started_at is not None:
         elapsed = (now - job.started_at).total_seconds()
         if job.progress >= 0.05:
             eta = elapsed * (1 - job.progress) / job.progress
@@ -598,19 +617,27 @@ def _segment_view(keys: Keyring, group_id: str, row: TranscriptSegment) -> Segme
 def transcript(
     db: Session, keys: Keyring, session: CodevSession, phase: Phase | None = None
 ) -> TranscriptView:
+    """Done jobs' segments, and live ones' as they are stored. Within a phase: an upload at
+    its upload time, a live segment at the time it was said, so several participants' live
+    streams interleave."""
     query = (
-        select(TranscriptSegment, TranscriptionJob.created_at)
+        select(TranscriptSegment, TranscriptionJob.created_at, TranscriptionJob.audio_format)
         .join(TranscriptionJob, TranscriptionJob.id == TranscriptSegment.job_id)
         .where(
             TranscriptSegment.session_id == session.id,
-            TranscriptionJob.status == JobStatus.done,
+            (TranscriptionJob.status == JobStatus.done)
+            | TranscriptionJob.audio_format.like(f"{LIVE}%"),
         )
     )
     if phase is not None:
         query = query.where(TranscriptSegment.phase == phase)
     rows = list(db.execute(query).all())
     order = {p.value: i for i, p in enumerate(PHASES)}
-    rows.sort(key=lambda r: (order[r[0].phase], r[1], r[0].job_id, r[0].position))
+
+    def when(seg: TranscriptSegment, created: datetime, fmt: str) -> datetime:
+        return created + timedelta(seconds=seg.start_s if fmt.startswith(LIVE) else 0)
+
+    rows.sort(key=lambda r: (order[r[0].phase], when(*r), r[0].job_id, r[0].position))
     pending_query = select(func.count()).where(
         TranscriptionJob.session_id == session.id,
         TranscriptionJob.status.in_([JobStatus.queued, JobStatus.running]),

@@ -22,19 +22,30 @@ LOOP_RUN = 3  # the same text this many times in a row is a decoding loop, not s
 
 
 @dataclass(frozen=True)
+class Word:
+    start: float
+    end: float
+    text: str  # as Whisper spells it, with its leading space
+
+
+@dataclass(frozen=True)
 class Segment:
     start: float  # seconds from the start of the recording
     end: float
     text: str
+    words: tuple[Word, ...] = ()  # only when asked for (live mode cuts its windows by them)
 
 
 class Transcriber(Protocol):
     """Turns a recording into segments, in order, as they are decoded (so callers see progress:
-    the end of the latest segment against the recording's duration)."""
+    the end of the latest segment against the recording's duration). With `words`, segments
+    carry word timestamps where the executor can give them."""
 
     name: str
 
-    def transcribe(self, audio: str | BinaryIO, language: str) -> Iterator[Segment]: ...
+    def transcribe(
+        self, audio: str | BinaryIO, language: str, *, words: bool = False
+    ) -> Iterator[Segment]: ...
 
 
 class AudioUndecodable(Exception):
@@ -100,7 +111,9 @@ class WhisperTranscriber:
         self.spec = spec
         self.name = spec.name
 
-    def transcribe(self, audio: str | BinaryIO, language: str) -> Iterator[Segment]:
+    def transcribe(
+        self, audio: str | BinaryIO, language: str, *, words: bool = False
+    ) -> Iterator[Segment]:
         model = _load(self.spec)
         try:
             raw, _info = model.transcribe(  # type: ignore[attr-defined]
@@ -116,10 +129,19 @@ class WhisperTranscriber:
                 no_speech_threshold=0.6,
                 condition_on_previous_text=True,
                 vad_filter=True,
+                word_timestamps=words,
             )
         except Exception as exc:  # decoding starts here: av raises on what it cannot read
             raise AudioUndecodable(f"The recording could not be decoded ({exc}).") from exc
-        texts = (Segment(float(s.start), float(s.end), s.text.strip()) for s in raw)
+        texts = (
+            Segment(
+                float(s.start),
+                float(s.end),
+                s.text.strip(),
+                tuple(Word(float(w.start), float(w.end), w.word) for w in s.words or ()),
+            )
+            for s in raw
+        )
         yield from drop_loops(s for s in texts if s.text)
 
 
@@ -133,8 +155,10 @@ class ConfiguredWhisper:
         self._inner: WhisperTranscriber | None = None
         self._lock = threading.Lock()
 
-    def transcribe(self, audio: str | BinaryIO, language: str) -> Iterator[Segment]:
+    def transcribe(
+        self, audio: str | BinaryIO, language: str, *, words: bool = False
+    ) -> Iterator[Segment]:
         with self._lock:
             if self._inner is None:
                 self._inner = WhisperTranscriber(resolve(self.settings))
-        return self._inner.transcribe(audio, language)
+        return self._inner.transcribe(audio, language, words=words)

@@ -63,3 +63,37 @@ class TranscriptView(BaseModel):
 
 class SegmentEdit(BaseModel):
     text: LongText
+
+
+class QueuedJob(BaseModel):
+    id: str
+    session_id: str
+    phase: Phase
+    status: JobStatus
+    live: bool = Field(description="A live connection (transcribed as it is said, not queued).")
+    position: int | None = Field(
+        description="Jobs (of any group) the workers take before this one; null unless queued."
+    )
+    audio_seconds: float
+    created_at: datetime
+
+
+class GroupQueueView(BaseModel):
+    queued: int = Field(description="This group's recordings waiting for a worker.")
+    running: int = Field(description="This group's recordings being transcribed.")
+    live: int = Field(description="This group's live connections.")
+    queued_all: int = Field(description="Recordings waiting, all groups together.")
+    running_all: int = Field(description="Recordings being transcribed, all groups together.")
+    workers: int = Field(description="Worker threads per consumer.")
+    jobs: list[QueuedJob] = Field(description="This group's unfinished jobs, next first.")
+
+
+class QueueDepthView(BaseModel):
+    queued: int
+    running: int = Field(description="Uploaded recordings being transcribed.")
+    live: int = Field(description="Live connections open.")
+    done: int
+    failed: int
+    oldest_queued_s: float | None = Field(description="Age of the oldest waiting recording.")
+    messages: int = Field(description="Wake-up messages in the queue (huey).")
+    workers: int

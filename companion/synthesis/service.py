@@ -31,7 +31,7 @@ from companion.ideas import service as ideas
 from companion.ideas.grouping import unit
 from companion.ideas.views import IdeasView, IdeaView, LabelSource, ThemeView
 from companion.llm.errors import ModelError, ModelOutputInvalid
-from companion.llm.gateway import GroupRef, LLMGateway, Message
+from companion.llm.gateway import GroupRef, LLMGateway, Message, Progress
 from companion.method.phases import Language
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Contract, Idea, Synthesis, new_id, utcnow
@@ -56,6 +56,15 @@ def compose_lock(session_id: str) -> threading.Lock:
     """One model run per session at a time in this process (runner and requests share it)."""
     with _compose_guard:
         return _compose_locks.setdefault(session_id, threading.Lock())
+
+
+_written: dict[str, int] = {}  # session id -> chunks the model has streamed in the run under way
+
+
+def writing(session_id: str) -> int | None:
+    """How far the model run under way for this session has got (in streamed chunks, about
+    one token each); None when no run is under way in this process."""
+    return _written.get(session_id)
 
 
 # --- the model's answer --------------------------------------------------------------------
@@ -259,7 +268,13 @@ def _check(answer: ModelDraft, found: Inputs, today: date) -> tuple[StoredDraft,
     return StoredDraft(labels=labels, questions=questions, actions=actions), problems
 
 
-def compose(gateway: LLMGateway, group: GroupRef, found: Inputs, today: date) -> StoredDraft:
+def compose(
+    gateway: LLMGateway,
+    group: GroupRef,
+    found: Inputs,
+    today: date,
+    progress: Progress | None = None,
+) -> StoredDraft:
     """The model's part, checked; sent back once with the problems. Raises ModelOutputInvalid
     when the second answer still has no usable actions."""
     lang = found.language
@@ -277,7 +292,7 @@ def compose(gateway: LLMGateway, group: GroupRef, found: Inputs, today: date) ->
     best: StoredDraft | None = None
     for attempt in range(2):
         try:
-            answer = gateway.complete(group, PURPOSE, messages, ModelDraft)
+            answer = gateway.complete(group, PURPOSE, messages, ModelDraft, progress)
         except ModelOutputInvalid:
             if best is None:
                 raise
@@ -349,11 +364,18 @@ def make_draft(
     """Run the model for `found` and store the result (or the failure, then re-raise)."""
     version = prompt_version(found.language)
     started = time.monotonic()
+    _written[session.id] = 0
+
+    def progress(chunks: int) -> None:
+        _written[session.id] = chunks
+
     try:
-        draft = compose(gateway, group, found, utcnow().date())
+        draft = compose(gateway, group, found, utcnow().date(), progress)
     except ModelError as exc:
         store(db, keys, session, found.basis, error=str(exc), version=version)
         raise
+    finally:
+        _written.pop(session.id, None)
     row = store(
         db,
         keys,

@@ -1,7 +1,8 @@
 """A TEST DOUBLE of an OpenAI-compatible chat-completions server, on 127.0.0.1 only.
 
 It is not a model: it answers POST /v1/chat/completions with the replies a test queued, in
-order (or "ok" when none is left), and records every request it received.
+order (or "ok" when none is left), streamed in chunks when the request asks for a stream, and
+records every request it received.
 
     with OpenAIDouble() as double:
         double.reply('{"title": "x"}', prompt_tokens=12, completion_tokens=5)
@@ -24,6 +25,7 @@ class Reply:
     content: str = "ok"
     status: int = 200
     delay_s: float = 0.0
+    chunk_delay_s: float = 0.0  # between streamed chunks: a model that writes slowly
     prompt_tokens: int = 11
     completion_tokens: int = 7
     headers: dict[str, str] = field(default_factory=dict)
@@ -88,7 +90,36 @@ class OpenAIDouble:
                 time.sleep(reply.delay_s)
                 if reply.status != 200:
                     return self._send(reply.status, {"error": {"message": "scripted"}}, reply)
+                if body.get("stream"):
+                    return self._stream(body, reply)
                 return self._send(200, _completion(body, reply), reply)
+
+            def _stream(self, request: dict[str, Any], reply: Reply) -> None:
+                """Server-sent events as OpenAI streams them: the content in small chunks, then
+                (with stream_options.include_usage) a chunk with the usage, then [DONE]."""
+                events = [_chunk(request, {"role": "assistant", "content": ""}, None)]
+                step = 8
+                for at in range(0, len(reply.content), step):
+                    piece = reply.content[at : at + step]
+                    events.append(_chunk(request, {"content": piece}, None))
+                events.append(_chunk(request, {}, "stop"))
+                if (request.get("stream_options") or {}).get("include_usage"):
+                    usage = _completion(request, reply)["usage"]
+                    events.append({**_chunk(request, {}, None), "choices": [], "usage": usage})
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    for event in events:
+                        self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                        self.wfile.flush()
+                        time.sleep(reply.chunk_delay_s)
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                    self.close_connection = True
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
             def _send(
                 self, status: int, payload: dict[str, Any], reply: Reply | None = None
@@ -126,4 +157,14 @@ def _completion(request: dict[str, Any], reply: Reply) -> dict[str, Any]:
             "completion_tokens": reply.completion_tokens,
             "total_tokens": reply.prompt_tokens + reply.completion_tokens,
         },
+    }
+
+
+def _chunk(request: dict[str, Any], delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-double",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": request.get("model", "double"),
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
     }

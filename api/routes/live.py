@@ -1,0 +1,343 @@
+"""Live transcription of a running phase over a WebSocket, and the queue's depth.
+
+The protocol (JSON text messages, audio in binary frames):
+
+1. The client opens `WS …/sessions/{s}/phases/{phase}/live` and sends
+   `{"type": "start", "token": "cc_…", "format": "pcm16" | "webm"}`. A browser cannot set
+   headers on a WebSocket, so the token travels in this first message (not in the URL, which
+   access logs keep); a client that can send `Authorization: Bearer …` may leave it out.
+   Access is checked as for an upload (a participant of the session, the phase running).
+2. The server answers `{"type": "ready", "job_id", "speaker", "format", "sample_rate"}`.
+3. Binary frames: 16 kHz mono little-endian PCM16, or the chunks of a MediaRecorder
+   webm/opus stream (the first one holds its header). A frame that is refused gets
+   `{"type": "error", "detail"}` and the stream goes on.
+4. The server pushes `{"type": "segments", "segments": [{id, index, start, end, text,
+   speaker}], "heard", "final_until"}` as segments become final (times in seconds from the
+   start of the connection).
+5. `{"type": "end"}` from the client: the rest is transcribed, the server sends
+   `{"type": "final", "segments": [...], "count", "heard"}` and closes (1000).
+
+Closes: 1008 (policy violation) for a missing or unknown token, an outsider, a member who is
+not a participant, an unknown group or session; 4409 when the phase is not running or stops
+running; 1003 for a first message that is not a start, or a stream that cannot be decoded;
+4413 over COMPANION_LIVE_MAX_SECONDS; 4408 after COMPANION_LIVE_IDLE_S without a message.
+What was said before a close is transcribed and kept; a dropped connection too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi.concurrency import run_in_threadpool
+from starlette.websockets import WebSocketState
+
+from api.deps import AdminUser, GroupMember, Need, SessionAccess, SessionDep, Unauthenticated
+from api.routes.transcripts import get_speech
+from api.state import AppState
+from companion.accounts import service as accounts
+from companion.errors import Conflict, DomainError, Forbidden, NotFound
+from companion.method.phases import Phase
+from companion.speech import depth, live, stream
+from companion.speech.queue import TranscriptionService
+from companion.speech.stitch import Stitcher
+from companion.speech.views import GroupQueueView, QueueDepthView
+from companion.store.keyring import Keyring
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["transcription"])
+
+LIVE_PATH = "/groups/{group_id}/sessions/{session_id}/phases/{phase}/live"
+START_TIMEOUT_S = 10.0
+POLICY, UNSUPPORTED, TOO_BIG = 1008, 1003, 1009
+TIMEOUT, CONFLICT, TOO_LONG = 4408, 4409, 4413
+_participant = SessionAccess(Need.participant)
+
+
+@router.get("/groups/{group_id}/transcription-queue")
+def group_queue(ctx: GroupMember, db: SessionDep, request: Request) -> GroupQueueView:
+    """The group's recordings waiting or being transcribed (with their place in the workers'
+    order) and its live connections, with how many recordings wait in all."""
+    workers = request.app.state.companion.settings.transcription_workers
+    return depth.group_queue(db, ctx.group.id, workers)
+
+
+@router.get("/transcription-queue")
+def queue_depth(_admin: AdminUser, db: SessionDep, request: Request) -> QueueDepthView:
+    """Every group together (administrators): jobs per state, live connections, the age of
+    the oldest waiting recording, queue messages."""
+    speech = get_speech(request)
+    messages = int(speech.huey.pending_count())
+    return depth.depth(db, messages, speech.settings.transcription_workers)
+
+
+class Refused(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+@dataclass
+class _Start:
+    token: str
+    format: str
+
+
+def _start_message(raw: Mapping[str, Any], header: str | None) -> _Start:
+    text = raw.get("text")
+    try:
+        body = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or body.get("type") != "start":
+        raise Refused(
+            UNSUPPORTED,
+            'Send {"type": "start", "token": "<your token>", "format": "pcm16"} first.',
+        )
+    token = body.get("token") or header
+    if not isinstance(token, str) or not token:
+        raise Refused(POLICY, "Send your token in the start message.")
+    fmt = body.get("format", "pcm16")
+    if fmt not in ("pcm16", "webm"):
+        raise Refused(UNSUPPORTED, f"Unknown audio format {fmt!r}; use 'pcm16' or 'webm'.")
+    return _Start(token, str(fmt))
+
+
+def _open(
+    state: AppState,
+    speech: TranscriptionService,
+    start: _Start,
+    group_id: str,
+    session_id: str,
+    phase: Phase,
+) -> live.LiveRecording:
+    """Authenticate, check access exactly as an upload does, and open the live job."""
+    settings = state.settings
+    with state.sessions() as db, db.begin():
+        user = accounts.authenticate(db, start.token)
+        if user is None:
+            raise Refused(POLICY, "This token is unknown or revoked.")
+        try:
+            ctx = _participant(group_id, session_id, db, user)
+            keys = Keyring(db, state.master)
+            decoder = stream.decoder(start.format)
+            job, speaker = live.open_job(
+                db, keys, user, ctx.group, ctx.session, phase, decoder.format
+            )
+        except (NotFound, Forbidden, Unauthenticated) as exc:
+            raise Refused(POLICY, str(exc)) from exc
+        except Conflict as exc:
+            raise Refused(CONFLICT, str(exc)) from exc
+        language = ctx.group.language
+    stitcher = Stitcher(speech.transcriber, language, settings.live_window_s, settings.live_hold_s)
+    return live.LiveRecording(
+        speech.ctx,
+        job.id,
+        group_id,
+        session_id,
+        phase,
+        speaker,
+        decoder,
+        stitcher,
+        settings.live_max_seconds,
+    )
+
+
+class _Connection:
+    """One live stream: receives frames, runs passes one at a time in the thread pool."""
+
+    def __init__(self, ws: WebSocket, rec: live.LiveRecording, state: AppState) -> None:
+        self.ws, self.rec, self.settings = ws, rec, state.settings
+        self.pass_task: asyncio.Task[None] | None = None
+        self.send_lock = asyncio.Lock()
+        self.gone = False
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.gone:
+            return
+        try:
+            async with self.send_lock:
+                await self.ws.send_json(message)
+        except (WebSocketDisconnect, RuntimeError):
+            self.gone = True
+
+    async def _passes(self) -> None:
+        while self.rec.ready():
+            segments = await run_in_threadpool(self.rec.advance)
+            if segments:
+                await self.send(
+                    {
+                        "type": "segments",
+                        "segments": [s.as_json() for s in segments],
+                        "heard": round(self.rec.stitcher.heard, 3),
+                        "final_until": round(self.rec.stitcher.offset, 3),
+                    }
+                )
+
+    def schedule(self) -> None:
+        if self.pass_task is not None and self.pass_task.done():
+            failed = self.pass_task.exception()
+            self.pass_task = None
+            if failed is not None:
+                raise failed  # Lost, or the model failed: the stream stops
+        if self.pass_task is None and self.rec.ready():
+            self.pass_task = asyncio.create_task(self._passes())
+
+    async def drain(self) -> None:
+        """Wait for the pass under way (its failure was or will be reported elsewhere)."""
+        task, self.pass_task = self.pass_task, None
+        if task is not None:
+            try:
+                await task
+            except Exception:
+                log.exception("A live pass of job %s failed", self.rec.job_id)
+
+    async def finish(self, code: int = 1000, reason: str = "") -> None:
+        """Transcribe the rest, say so, close. A failed pass is logged, not re-raised, so
+        what was stored stays and the job still ends."""
+        await self.drain()
+        segments = await run_in_threadpool(self.rec.finish)
+        await self.send(
+            {
+                "type": "final",
+                "job_id": self.rec.job_id,
+                "segments": [s.as_json() for s in segments],
+                "count": self.rec.stored,
+                "heard": round(self.rec.stitcher.heard, 3),
+            }
+        )
+        await _close(self.ws, code, reason)
+
+    async def frame(self, data: bytes) -> bool:
+        """Take one audio frame; False when the stream must stop (it was closed)."""
+        if len(data) > self.settings.live_max_frame_bytes:
+            await self.send(
+                {
+                    "type": "error",
+                    "detail": f"A frame is limited to {self.settings.live_max_frame_bytes} bytes "
+                    f"(COMPANION_LIVE_MAX_FRAME_BYTES); this one has {len(data)}: send smaller "
+                    "chunks. It was ignored.",
+                }
+            )
+            return True
+        stopped = await run_in_threadpool(self.rec.phase_running)
+        if stopped is not None:
+            await self.finish(CONFLICT, _reason(stopped))
+            return False
+        try:
+            self.rec.feed(data)
+        except stream.BadChunk as exc:
+            await self.send({"type": "error", "detail": f"{exc} It was ignored."})
+            return True
+        except live.TooLong as exc:
+            await self.finish(TOO_LONG, _reason(str(exc)))
+            return False
+        except stream.StreamBroken as exc:
+            await self.finish(UNSUPPORTED, _reason(str(exc)))
+            return False
+        self.schedule()
+        return True
+
+
+def _reason(text: str) -> str:
+    """A close reason is at most 123 bytes of UTF-8."""
+    data = text.encode()
+    return data[:123].decode(errors="ignore") if len(data) > 123 else text
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    if ws.application_state is WebSocketState.CONNECTED:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await ws.close(code, _reason(reason))
+
+
+@router.websocket(LIVE_PATH)
+async def live_phase(ws: WebSocket, group_id: str, session_id: str, phase: str) -> None:
+    """A participant's audio of the running phase, transcribed as it arrives (see above)."""
+    await ws.accept()
+    state: AppState = ws.app.state.companion
+    speech: TranscriptionService = ws.app.state.transcription
+    header = ws.headers.get("authorization", "")
+    bearer = header[7:].strip() if header.lower().startswith("bearer ") else None
+    try:
+        try:
+            first = await asyncio.wait_for(ws.receive(), START_TIMEOUT_S)
+        except TimeoutError:
+            raise Refused(TIMEOUT, "No start message came; send it first.") from None
+        if first["type"] == "websocket.disconnect":
+            return
+        start = _start_message(first, bearer)
+        try:
+            running = Phase(phase)
+        except ValueError:
+            raise Refused(POLICY, f"No phase named {phase!r}.") from None
+        rec = await run_in_threadpool(_open, state, speech, start, group_id, session_id, running)
+    except Refused as exc:
+        await _close(ws, exc.code, exc.reason)
+        return
+    except DomainError as exc:
+        await _close(ws, UNSUPPORTED, str(exc))
+        return
+    conn = _Connection(ws, rec, state)
+    await conn.send(
+        {
+            "type": "ready",
+            "job_id": rec.job_id,
+            "speaker": rec.speaker,
+            "format": start.format,
+            "sample_rate": stream.RATE,
+        }
+    )
+    try:
+        await _serve(conn, state.settings.live_idle_s)
+    except live.Lost:
+        await _close(ws, CONFLICT, "This live transcription was closed; connect again.")
+    except Exception:
+        log.exception("Live transcription job %s failed", rec.job_id)
+        await _close(ws, 1011, "The live transcription failed; what was stored is kept.")
+    finally:
+        # Dropped, failed or cancelled (the server stops): transcribe and keep what was said.
+        # In a thread of its own that a cancellation of this task does not stop.
+        done = asyncio.get_running_loop().run_in_executor(None, _finish_quietly, conn)
+        await asyncio.shield(done)
+
+
+def _finish_quietly(conn: _Connection) -> None:
+    try:
+        conn.rec.finish()  # waits for a pass under way; nothing to do if it was finished
+    except Exception:
+        log.exception("Closing live transcription job %s failed", conn.rec.job_id)
+
+
+async def _serve(conn: _Connection, idle_s: float) -> None:
+    while True:
+        try:
+            message = await asyncio.wait_for(conn.ws.receive(), idle_s)
+        except TimeoutError:
+            await conn.finish(TIMEOUT, f"No audio for {idle_s:.0f} s; the stream is closed.")
+            return
+        if message["type"] == "websocket.disconnect":
+            conn.gone = True
+            return
+        data = message.get("bytes")
+        if data is not None:
+            if not await conn.frame(data):
+                return
+            continue
+        try:
+            body = json.loads(message.get("text") or "")
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and body.get("type") == "end":
+            await conn.finish(1000, "The transcript of this stream is complete.")
+            return
+        await conn.send(
+            {"type": "error", "detail": 'Send audio as binary frames, or {"type": "end"}.'}
+        )

@@ -1,0 +1,242 @@
+"""Live mode: one participant's audio of a running phase, transcribed while it arrives.
+
+A connection is a transcription job (`audio_format` `live/pcm16` or `live/webm`, uploaded by
+the participant) that is `running` from its start: no worker claims it, a heartbeat thread
+keeps it alive, and each pass stores the segments it made final at once, sealed, with the
+participant's name as the speaker, in the same table as uploads (so the transcript,
+corrections and the assistance see them while the phase runs). The end of the stream, or a
+dropped connection, transcribes the rest and marks the job `done`; if the process dies
+instead, `jobs.recover` closes the job and keeps what was stored. The audio is never written
+to disk.
+
+Every method but `feed` blocks (database, model): call them from a thread pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from companion.accounts.service import user_name
+from companion.audit import service as audit
+from companion.errors import DomainError
+from companion.memory import outbox as memory
+from companion.method.phases import Phase
+from companion.sessions.service import require_running
+from companion.speech import jobs
+from companion.speech.stitch import Stitcher
+from companion.speech.stream import RATE, Decoder, StreamBroken
+from companion.speech.transcriber import Segment
+from companion.speech.views import JobStatus
+from companion.store.keyring import Keyring
+from companion.store.models import (
+    CodevSession,
+    Group,
+    TranscriptionJob,
+    TranscriptSegment,
+    User,
+    new_id,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+ATTEMPT = 1  # a live job is claimed once, by its connection
+
+
+class TooLong(DomainError):
+    status = 413
+
+
+class Lost(Exception):
+    """The job was closed under the connection (its heartbeat went stale)."""
+
+
+def open_job(
+    db: Session,
+    keys: Keyring,
+    actor: User,
+    group: Group,
+    session: CodevSession,
+    phase: Phase,
+    audio_format: str,
+) -> tuple[TranscriptionJob, str]:
+    """The live job of one connection, and its speaker label (the participant's name)."""
+    require_running(session, phase)
+    now = utcnow()
+    job = TranscriptionJob(
+        id=new_id(),
+        group_id=group.id,
+        session_id=session.id,
+        phase=phase,
+        uploaded_by=actor.id,
+        status=JobStatus.running,
+        progress=0.0,
+        audio_seconds=0.0,
+        audio_format=audio_format,
+        audio_kept=False,
+        attempts=ATTEMPT,
+        created_at=now,
+        started_at=now,
+        heartbeat_at=now,
+    )
+    db.add(job)
+    db.flush()
+    audit.record(db, actor.id, group.id, "recording.live", "transcription_job", job.id)
+    return job, user_name(keys, actor)
+
+
+@dataclass
+class Final:
+    """A segment as it is pushed to the connection."""
+
+    id: str
+    index: int
+    start: float
+    end: float
+    text: str
+    speaker: str
+
+    def as_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class LiveRecording:
+    ctx: jobs.JobContext
+    job_id: str
+    group_id: str
+    session_id: str
+    phase: Phase
+    speaker: str
+    decoder: Decoder
+    stitcher: Stitcher
+    max_seconds: float
+    stored: int = 0
+    closed: bool = False
+    _beat: jobs.Heartbeat | None = field(default=None, repr=False)
+    _busy: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self._beat = jobs.Heartbeat(self.ctx, self.job_id, ATTEMPT).__enter__()
+
+    # --- on the event loop: cheap -----------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Decode a frame (BadChunk: refused, the stream goes on; StreamBroken: it cannot)."""
+        if self._beat is not None and self._beat.lost:
+            raise Lost()
+        limit = self.max_seconds - self.stitcher.heard
+        if self.decoder.format.endswith("pcm16") and len(data) / 2 / RATE > limit:
+            raise TooLong(self._too_long())
+        samples = self.decoder.feed(data)
+        if samples.size / RATE > limit:
+            raise TooLong(self._too_long())
+        self.stitcher.add(samples)
+
+    def _too_long(self) -> str:
+        return (
+            f"Live audio is limited to {self.max_seconds:.0f} s per connection "
+            "(COMPANION_LIVE_MAX_SECONDS); what came before is transcribed."
+        )
+
+    def ready(self) -> bool:
+        return not self.closed and self.stitcher.ready()
+
+    # --- in a thread ------------------------------------------------------------------------
+
+    def phase_running(self) -> str | None:
+        """None while the phase runs; else why the stream must stop (Lost: the job was
+        closed under this connection)."""
+        with self.ctx.sessions() as db:
+            if db.scalar(select(TranscriptionJob.id).where(*jobs.ours(self.job_id, ATTEMPT))):  # type: ignore[arg-type]
+                session = db.get(CodevSession, self.session_id)
+            else:
+                raise Lost()
+            if session is None:
+                return "The session was deleted."
+            try:
+                require_running(session, self.phase)
+            except DomainError as exc:
+                return str(exc)
+        return None
+
+    def advance(self) -> list[Final]:
+        """One pass over what waits, its final segments stored."""
+        with self._busy:
+            if self.closed:
+                return []
+            return self._store(self.stitcher.step(), done=False)
+
+    def finish(self) -> list[Final]:
+        """The rest of the stream transcribed and stored; the job ends. Idempotent; waits for
+        a pass under way."""
+        with self._busy:
+            if self.closed:
+                return []
+            return self._finish()
+
+    def _finish(self) -> list[Final]:
+        try:
+            with contextlib.suppress(StreamBroken):  # cut mid-frame: what decoded before counts
+                self.stitcher.add(self.decoder.close())
+            return self._store(self.stitcher.step(final=True), done=True)
+        finally:
+            self.closed = True
+            if self._beat is not None:
+                self._beat.__exit__(None, None, None)
+
+    def _store(self, segments: list[Segment], done: bool) -> list[Final]:
+        out: list[Final] = []
+        with self.ctx.sessions() as db, db.begin():
+            job = db.scalar(
+                select(TranscriptionJob)
+                .where(*jobs.ours(self.job_id, ATTEMPT))  # type: ignore[arg-type]
+                .with_for_update()
+            )
+            if job is None:
+                raise Lost()
+            keys = Keyring(db, self.ctx.master)
+            now = utcnow()
+            for seg in segments:
+                row = TranscriptSegment(
+                    id=new_id(),
+                    job_id=job.id,
+                    session_id=job.session_id,
+                    phase=job.phase,
+                    position=self.stored,
+                    start_s=round(seg.start, 3),
+                    end_s=round(seg.end, 3),
+                    edited=False,
+                    created_at=now,
+                    updated_at=now,
+                )
+                keys.seal(self.group_id, row, "text", seg.text)
+                keys.seal(self.group_id, row, "speaker", self.speaker)
+                db.add(row)
+                memory.enqueue(db, self.group_id, "segment", row.id, later=True)
+                out.append(
+                    Final(row.id, self.stored, row.start_s, row.end_s, seg.text, self.speaker)
+                )
+                self.stored += 1
+            heard = self.stitcher.heard
+            job.audio_seconds = round(heard, 3)
+            job.progress = round(min(self.stitcher.offset / heard, 1.0), 4) if heard else 0.0
+            job.heartbeat_at = now
+            if done:
+                job.finished_at = now
+                job.progress = 1.0
+                if self.stored:
+                    job.status = JobStatus.done
+                    audit.record(
+                        db, None, job.group_id, "transcript.store", "transcription_job", job.id
+                    )
+                else:
+                    job.status = JobStatus.failed
+                    job.error = "No speech was heard in the live audio."
+        return out
