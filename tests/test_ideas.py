@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import date
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
 from companion.ideas.split import split
+from companion.ideas.views import IdeasView, IdeaView, ThemeView
 from companion.method.phases import Language
+from companion.synthesis import service as synthesis
 from tests.doubles.openai_double import OpenAIDouble
 from tests.world import Api, Circle
 
@@ -342,3 +345,40 @@ def test_the_background_runner_has_the_draft_ready_when_the_phase_ends(settings,
         time.sleep(1.0)  # several polls: nothing changed, so no new model call
         assert api.ok("GET", circle.path("/synthesis"), circle.client[1])["current"]
         assert len(model.received) == calls
+
+
+def _inputs(n: int) -> synthesis.Inputs:
+    ideas = [
+        IdeaView(
+            id=f"id{i}",
+            ref=f"I{i}",
+            text=f"Idée {i}",
+            author=None,
+            speaker=None,
+            source_kind="note",
+            source_id=f"note{i}",
+            start=0,
+            end=7,
+            start_s=None,
+            end_s=None,
+            duplicate_of=None,
+        )
+        for i in range(1, n + 1)
+    ]
+    theme = ThemeView(
+        id="t1", number=1, label="x", label_source="words", label_current=True, ideas=ideas
+    )
+    view = IdeasView(session_id="s", themes=[theme], ideas=n, sources=n, updated_at=None)
+    return synthesis.Inputs("Comment puis-je… ?", "c", view, "basis", Language.fr)
+
+
+def test_a_statement_citing_nearly_every_idea_is_sent_back():
+    answer = synthesis.ModelDraft.model_validate_json(
+        _draft([[f"I{i}" for i in range(1, 11)], ["I2", "I3"]])
+    )
+    draft, problems = synthesis._check(answer, _inputs(10), date(2026, 1, 5))
+    assert problems == ["action 1 cites 10 ideas: cite only the few it comes from"]
+    assert len(draft.actions) == 2  # kept for now: the retry decides
+    assert draft.actions[1].due_date == date(2026, 1, 19)  # two weeks on
+    few = synthesis.ModelDraft.model_validate_json(_draft([["I1", "I2", "I3"], ["I4"]]))
+    assert synthesis._check(few, _inputs(10), date(2026, 1, 5))[1] == []

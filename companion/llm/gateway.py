@@ -25,6 +25,7 @@ from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
+from companion.assist.prompts import prompt
 from companion.config import Settings
 from companion.errors import DomainError
 from companion.groups.views import Policy
@@ -38,6 +39,7 @@ from companion.llm.errors import (
 )
 from companion.llm.policy import Resolver, host_of, system_resolver
 from companion.llm.transport import guarded_client
+from companion.method.phases import Language
 
 T = TypeVar("T", bound=BaseModel)
 Progress = Callable[[int], None]  # called with the number of chunks streamed so far
@@ -47,12 +49,12 @@ CONNECT_TIMEOUT_S = 5.0  # a server that is down answers at once; one that is go
 RETRY_BACKOFF_S = 0.5  # times the attempt number
 MAX_PURPOSE = 40
 
-# Plumbing prompts of the gateway itself (feature prompts live under prompts/).
-SCHEMA_INSTRUCTION = "Answer with one JSON object only, no other text, matching this JSON schema: "
-RETRY_INSTRUCTION = (
-    "That answer does not match the expected JSON schema ({problem}). "
-    "Answer again with one JSON object only, no other text."
-)
+# The gateway's own instructions (prompts/gateway/): in English, whatever the group's language,
+# since they speak to the model about the format, not to people.
+
+
+def _instruction(name: str, **values: str) -> str:
+    return prompt("gateway", name, Language.en).render(**values).strip()
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,7 @@ class LLMGateway:
         except _InvalidAnswer as first:
             history += [
                 Message("assistant", first.text),
-                Message("user", RETRY_INSTRUCTION.format(problem=first.problem)),
+                Message("user", _instruction("retry", problem=first.problem)),
             ]
         try:
             return self._structured(group, purpose, history, validated, parse, progress)
@@ -273,7 +275,9 @@ class LLMGateway:
             except ModelCallFailed as exc:
                 if exc.kind != "http_400":
                     raise
-        instruction = Message("system", SCHEMA_INSTRUCTION + json.dumps(schema.model_json_schema()))
+        instruction = Message(
+            "system", _instruction("schema", schema=json.dumps(schema.model_json_schema()))
+        )
         try:
             result = self._request(group, purpose, [instruction, *history], None, parse, progress)
         except _InvalidAnswer:

@@ -45,6 +45,7 @@ from companion.synthesis.views import (
 )
 
 MOST_RELEVANT = 3
+MOST_CITED = 6  # citations a statement may carry before it is sent back
 LABEL_WORDS = 8
 PURPOSE = "synthesis.draft"
 
@@ -236,6 +237,9 @@ def _check(answer: ModelDraft, found: Inputs, today: date) -> tuple[StoredDraft,
         if not known:
             problems.append(f"{what} cites no idea of the list")
             return None
+        if len(known) > MOST_CITED and len(by_ref) > MOST_CITED:
+            # Citing (nearly) everything says nothing about where a statement comes from.
+            problems.append(f"{what} cites {len(known)} ideas: cite only the few it comes from")
         return known
 
     labels = {}
@@ -281,12 +285,9 @@ def compose(
     head = prompt("synthesis", "draft", lang).render(
         contract=found.contract or "-", ideas=_idea_lines(found)
     )
-    # Labels only for themes the model has not labelled as they are: less to generate.
-    unlabelled = [
-        str(t.number)
-        for t in found.ideas.themes
-        if not (t.label_source == LabelSource.model and t.label_current)
-    ]
+    # Labels only for themes the model has never labelled: generating is the slow part, and a
+    # theme that grew keeps its label (shown as not current) until a run has time for it.
+    unlabelled = [str(t.number) for t in found.ideas.themes if t.label_source != LabelSource.model]
     task = prompt("synthesis", "task", lang).render(themes=", ".join(unlabelled) or "-")
     messages = [Message("user", f"{head}\n{task}")]
     best: StoredDraft | None = None
