@@ -18,6 +18,9 @@ class DraftStatus(StrEnum):
 class Citing(BaseModel):
     ideas: list[str] = Field(description="Ids of the ideas this statement comes from.")
     refs: list[str] = Field(description="Their short references (I3, I7), as in the themes.")
+    broad: bool = Field(
+        default=False, description="Cites so many ideas that its sources say little."
+    )
 
 
 class RelevantIdea(Citing):
