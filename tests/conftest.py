@@ -4,13 +4,15 @@ names a server (.ci/run starts one). Tests that touch storage take the `backend`
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import ProgrammingError
 
 from api.main import create_app
 from companion.config import Settings
@@ -30,9 +32,22 @@ def _postgres_database() -> Iterator[str]:
     try:
         yield f"{base}/{name}"
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _drop(admin, name)
         admin.dispose()
+
+
+def _drop(admin: Engine, name: str) -> None:
+    """Drop a test database. An autovacuum worker may be in it (the server's own role, which
+    ours cannot terminate): it finishes within moments, so try again a few times."""
+    for attempt in range(20):
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except ProgrammingError as exc:
+            if "InsufficientPrivilege" not in type(exc.orig).__name__ or attempt == 19:
+                raise
+            time.sleep(0.5)
 
 
 @pytest.fixture(

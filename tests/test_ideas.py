@@ -92,6 +92,20 @@ def test_ideas_are_kept_whole_attributed_and_grouped_with_stable_themes(api):
     assert _ideas(circle) == second  # idempotent: nothing new, nothing changes
 
 
+def test_themes_go_into_the_groups_memory(api):
+    circle = _consultation(api)
+    _note(circle, circle.consultants[0], f"{DELEGATION} {MANAGEMENT}")
+    themes = _ideas(circle)["themes"]
+    hits = api.ok(
+        "GET",
+        f"/groups/{circle.group_id}/memory/search",
+        circle.consultants[1][1],
+        params={"q": "confier le tableau de bord", "kind": "theme"},
+    )["hits"]
+    assert {h["source_id"] for h in hits} == {t["id"] for t in themes}
+    assert any(DELEGATION in h["snippet"] for h in hits)
+
+
 def test_ideas_follow_transcript_corrections(api):
     circle = _consultation(api)
     anatole = circle.consultants[0]

@@ -24,7 +24,9 @@ from companion.errors import Conflict, DomainError
 from companion.ideas import grouping
 from companion.ideas.split import split
 from companion.ideas.views import IdeasView, IdeaView, LabelSource, SourceKind, ThemeView
+from companion.memory import outbox as memory
 from companion.memory.embeddings import EmbedderUnavailable
+from companion.memory.views import MemoryKind
 from companion.method.phases import Language, Phase
 from companion.sessions import content
 from companion.sessions.service import person, state
@@ -165,12 +167,19 @@ def refresh(
     for gone in by_source.values():  # turns no longer there (a recording transcribed again)
         for idea in gone:
             db.delete(idea)
+    changed = bool(wanted) or any(by_source.values()) or db.deleted
     db.flush()
     themes, ideas = _stored(db, session.id)
     if wanted:
         _place(db, keys, session, themes, ideas, wanted, embed)
-    _drop_empty(db, session.id)
+    dropped = _drop_empty(db, session.id)
     _label_with_words(db, keys, session, language)
+    if changed:
+        # The themes go into the group's memory at its next write or search (not in this
+        # commit: the background runner's commits must not wait on embeddings).
+        kept = db.scalars(select(Theme.id).where(Theme.session_id == session.id)).all()
+        for theme_id in [*kept, *dropped]:
+            memory.enqueue(db, group_id, MemoryKind.theme, theme_id, later=True)
     return sum(len(spans) for _, spans in wanted)
 
 
@@ -240,9 +249,15 @@ def _place(
     db.flush()
 
 
-def _drop_empty(db: Session, session_id: str) -> None:
+def _drop_empty(db: Session, session_id: str) -> list[str]:
+    """Delete the themes left without ideas (their turns were corrected); their ids."""
     used = select(Idea.theme_id).where(Idea.session_id == session_id)
-    db.execute(delete(Theme).where(Theme.session_id == session_id, Theme.id.not_in(used)))
+    empty = list(
+        db.scalars(select(Theme.id).where(Theme.session_id == session_id, Theme.id.not_in(used)))
+    )
+    if empty:
+        db.execute(delete(Theme).where(Theme.id.in_(empty)))
+    return empty
 
 
 def _label_with_words(
@@ -279,6 +294,7 @@ def set_label(
     theme.label_source = LabelSource.model
     theme.label_basis = of
     db.flush()
+    memory.enqueue(db, session.group_id, MemoryKind.theme, theme.id, later=True)
     return True
 
 

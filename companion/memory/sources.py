@@ -1,7 +1,8 @@
 """What goes into a group's memory, read from the database (where it is sealed) and opened.
 
-One memory per note, contract, action (with its progress notes) and learning; its id is
-'<kind>-<source id>', so indexing the same source again replaces it.
+One memory per note, contract, action (with its progress notes), learning, transcript segment
+and consultation theme (its label, then its ideas); its id is '<kind>-<source id>', so indexing
+the same source again replaces it.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from companion.store.models import (
     CodevSession,
     Contract,
     Group,
+    Idea,
     Learning,
     Note,
+    Theme,
     TranscriptionJob,
     TranscriptSegment,
 )
@@ -133,6 +136,26 @@ def _segment(db: Session, keys: Keyring, group_id: str, row: TranscriptSegment) 
     )
 
 
+def _theme(db: Session, keys: Keyring, group_id: str, theme: Theme) -> MemoryItem:
+    ideas = db.scalars(
+        select(Idea)
+        .where(Idea.theme_id == theme.id)
+        .order_by(Idea.created_at, Idea.source_id, Idea.position)
+    ).all()
+    label = keys.open(group_id, theme, "label") if theme.label_sealed else ""
+    lines = [label, *(f"- {keys.open(group_id, i, 'text')}" for i in ideas)]
+    return MemoryItem(
+        group_id,
+        MemoryKind.theme,
+        theme.id,
+        theme.session_id,
+        "consultation",
+        None,
+        max((i.created_at for i in ideas), default=theme.created_at),
+        "\n".join(lines),
+    )
+
+
 def _in_group(db: Session, group_id: str, session_id: str) -> bool:
     session = db.get(CodevSession, session_id)
     return session is not None and session.group_id == group_id
@@ -159,6 +182,11 @@ def load(
         if action is None or group is None or not _in_group(db, group_id, action.session_id):
             return None
         return _action(db, keys, group, action)
+    if kind is MemoryKind.theme:
+        theme = db.get(Theme, source_id)
+        if theme is None or not _in_group(db, group_id, theme.session_id):
+            return None
+        return _theme(db, keys, group_id, theme)
     if kind is MemoryKind.segment:
         segment = db.get(TranscriptSegment, source_id)
         if segment is None or not _in_group(db, group_id, segment.session_id):
@@ -195,3 +223,5 @@ def all_items(db: Session, keys: Keyring, group_id: str) -> Iterator[MemoryItem]
         .where(TranscriptSegment.session_id.in_(sessions), TranscriptionJob.status == "done")
     ):
         yield _segment(db, keys, group_id, segment)
+    for theme in db.scalars(select(Theme).where(Theme.session_id.in_(sessions))):
+        yield _theme(db, keys, group_id, theme)

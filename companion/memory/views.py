@@ -7,13 +7,15 @@ from pydantic import BaseModel, Field
 
 
 class MemoryKind(StrEnum):
-    """What a memory comes from (transcript segments, ideas and syntheses will join)."""
+    """What a memory comes from. The client's draft synthesis is not one: it is the client's
+    alone until they share what they keep (their contract, action plan, learning)."""
 
     note = "note"
     contract = "contract"
     action = "action"
     learning = "learning"
     segment = "segment"  # a transcript segment (its corrected text when edited)
+    theme = "theme"  # a consultation theme: its label and its ideas, as grouped
 
 
 class MemoryHit(BaseModel):
