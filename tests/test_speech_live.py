@@ -23,10 +23,12 @@ from starlette.websockets import WebSocketDisconnect
 
 from api.main import create_app
 from companion.config import Settings
+from companion.speech import audio as speech_audio
 from companion.speech import jobs
 from companion.speech.model import bundled_model_dir
 from companion.speech.queue import TranscriptionService
 from companion.speech.transcriber import Segment, Word
+from companion.store.keyring import Keyring
 from companion.store.models import TranscriptionJob, TranscriptSegment, utcnow
 from tests.speech_audio import convert, needs_speech_tools, speak, wav_bytes
 from tests.world import PREFIX, Api, Circle
@@ -150,6 +152,7 @@ def test_a_stream_is_transcribed_by_passes_stored_sealed_with_its_speaker(
         "GET", circle.path(f"/transcription-jobs/{final['job_id']}"), circle.client[1]
     )
     assert (job["status"], job["audio_format"], job["percent"]) == ("done", "live/pcm16", 100)
+    assert job["audio_kept"] is False  # the group does not keep audio
     assert job["audio_seconds"] == pytest.approx(25.0)
     with client.app.state.companion.sessions() as db:
         uploaded_by = db.get(TranscriptionJob, final["job_id"]).uploaded_by
@@ -184,14 +187,54 @@ def test_a_dropped_connection_keeps_what_was_said(client, circle, echo):
         job_id = _start(ws, circle.client[1])["job_id"]
         ws.send_bytes(pcm(3.0))
         time.sleep(0.2)  # the frame is read before the socket goes
+    job = _wait_done(circle, job_id)
+    assert job["status"] == "done"
+    assert job["segments"] == 1
+    assert echo.seconds == [pytest.approx(3.0)]
+
+
+def _wait_done(circle: Circle, job_id: str) -> dict[str, Any]:
     path = circle.path(f"/transcription-jobs/{job_id}")
     deadline = time.monotonic() + 30
     while (job := circle.api.ok("GET", path, circle.client[1]))["status"] == "running":
         assert time.monotonic() < deadline, job
         time.sleep(0.05)
-    assert job["status"] == "done"
-    assert job["segments"] == 1
-    assert echo.seconds == [pytest.approx(3.0)]
+    return job
+
+
+def test_a_group_that_keeps_audio_keeps_live_audio_sealed_like_an_upload(
+    client, settings, circle, echo
+):
+    circle.api.ok(
+        "PATCH", f"/groups/{circle.group_id}", circle.facilitator[1], json={"keep_audio": True}
+    )
+    with client.websocket_connect(_url(circle)) as ws:
+        ended = _start(ws, circle.client[1])["job_id"]
+        ws.send_bytes(pcm(2.0))
+        ws.send_bytes(pcm(1.0))
+        ws.send_json({"type": "end"})
+        _until_final(ws)
+    with client.websocket_connect(_url(circle)) as ws:  # dropped: kept when it is finalised
+        dropped = _start(ws, circle.consultants[0][1])["job_id"]
+        ws.send_bytes(pcm(2.0))
+        ws.send_text("ping")  # answered once the frame before it was taken
+        assert ws.receive_json()["type"] == "error"
+    for job_id, seconds in ((ended, 3.0), (dropped, 2.0)):
+        job = _wait_done(circle, job_id)
+        assert (job["status"], job["audio_kept"]) == ("done", True)
+        path = speech_audio.audio_path(settings.data_dir, circle.group_id, job_id)
+        raw = path.read_bytes()  # where an upload's recording is kept
+        assert raw[:4] == speech_audio.MAGIC
+        assert b"RIFF" not in raw
+        assert b"WAVE" not in raw
+        with client.app.state.companion.sessions() as db:
+            key = Keyring(db, client.app.state.companion.master).get(circle.group_id)
+        with wave.open(speech_audio.open_sealed(path, key, job_id)) as w:
+            assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (RATE, 1, 2)
+            assert w.getnframes() / RATE == pytest.approx(seconds)
+            samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        assert np.abs(samples.astype(np.int32) - np.frombuffer(pcm(seconds), "<i2")).max() <= 1
+    assert len(list((settings.data_dir / "audio").glob("*/*.sealed"))) == 2
 
 
 def test_a_live_job_whose_process_died_is_closed_with_what_it_stored(client, circle, echo):
@@ -305,6 +348,26 @@ def test_a_phase_that_stops_running_closes_the_stream_after_what_came_before(cli
     assert "No phase is running" in closed.reason
     assert final["heard"] == pytest.approx(2.0)
     assert echo.seconds == [pytest.approx(2.0)]  # the late frame changed nothing
+
+
+def test_ending_the_phase_closes_a_quiet_stream_within_its_next_check(client, circle, echo):
+    with client.websocket_connect(_url(circle)) as ws:
+        job_id = _start(ws, circle.client[1])["job_id"]
+        ws.send_bytes(pcm(2.0))
+        ws.send_text("ping")  # answered once the frame before it was taken
+        assert ws.receive_json()["type"] == "error"
+        circle.phase("presentation", "end")
+        _, final, errors = _until_final(ws)  # no other chunk: the connection looked itself
+        closed = _closed(ws)
+    assert closed.code == 4409
+    assert "No phase is running" in closed.reason
+    assert errors == []
+    assert (final["count"], final["heard"]) == (1, pytest.approx(2.0))
+    assert echo.seconds == [pytest.approx(2.0)]
+    job = circle.api.ok("GET", circle.path(f"/transcription-jobs/{job_id}"), circle.client[1])
+    assert (job["status"], job["segments"]) == ("done", 1)
+    transcript = circle.api.ok("GET", circle.path("/transcript"), circle.client[1])
+    assert [s["text"] for s in transcript["segments"]] == [final["segments"][0]["text"]]
 
 
 def test_too_long_a_stream_is_closed_at_the_limit(settings, api):

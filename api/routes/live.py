@@ -19,9 +19,12 @@ The protocol (JSON text messages, audio in binary frames):
 
 Closes: 1008 (policy violation) for a missing or unknown token, an outsider, a member who is
 not a participant, an unknown group or session; 4409 when the phase is not running or stops
-running; 1003 for a first message that is not a start, or a stream that cannot be decoded;
-4413 over COMPANION_LIVE_MAX_SECONDS; 4408 after COMPANION_LIVE_IDLE_S without a message.
-What was said before a close is transcribed and kept; a dropped connection too.
+running (each connection looks every PHASE_CHECK_S, audio or not, so the facilitator's end of
+the phase closes it within about a second, after the rest is transcribed and stored); 1003
+for a first message that is not a start, or a stream that cannot be decoded; 4413 over
+COMPANION_LIVE_MAX_SECONDS; 4408 after COMPANION_LIVE_IDLE_S without a message.
+What was said before a close is transcribed and kept; a dropped connection too. When the
+group keeps audio, the stream's audio is kept too, sealed like an upload (see `live`).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ router = APIRouter(tags=["transcription"])
 
 LIVE_PATH = "/groups/{group_id}/sessions/{session_id}/phases/{phase}/live"
 START_TIMEOUT_S = 10.0
+PHASE_CHECK_S = 1.0  # how often a connection looks whether its phase still runs
 POLICY, UNSUPPORTED, TOO_BIG = 1008, 1003, 1009
 TIMEOUT, CONFLICT, TOO_LONG = 4408, 4409, 4413
 _participant = SessionAccess(Need.participant)
@@ -135,7 +139,7 @@ def _open(
             raise Refused(POLICY, str(exc)) from exc
         except Conflict as exc:
             raise Refused(CONFLICT, str(exc)) from exc
-        language = ctx.group.language
+        language, keep = ctx.group.language, ctx.group.keep_audio
     stitcher = Stitcher(speech.transcriber, language, settings.live_window_s, settings.live_hold_s)
     return live.LiveRecording(
         speech.ctx,
@@ -147,6 +151,7 @@ def _open(
         decoder,
         stitcher,
         settings.live_max_seconds,
+        keep=keep,
     )
 
 
@@ -158,6 +163,7 @@ class _Connection:
         self.pass_task: asyncio.Task[None] | None = None
         self.send_lock = asyncio.Lock()
         self.gone = False
+        self.checked_at = asyncio.get_running_loop().time()
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.gone:
@@ -215,6 +221,15 @@ class _Connection:
         )
         await _close(self.ws, code, reason)
 
+    async def phase_running(self) -> bool:
+        """Whether the phase still runs; if not, the stream is finished and closed (4409)."""
+        self.checked_at = asyncio.get_running_loop().time()
+        stopped = await run_in_threadpool(self.rec.phase_running)
+        if stopped is None:
+            return True
+        await self.finish(CONFLICT, _reason(stopped))
+        return False
+
     async def frame(self, data: bytes) -> bool:
         """Take one audio frame; False when the stream must stop (it was closed)."""
         if len(data) > self.settings.live_max_frame_bytes:
@@ -227,9 +242,7 @@ class _Connection:
                 }
             )
             return True
-        stopped = await run_in_threadpool(self.rec.phase_running)
-        if stopped is not None:
-            await self.finish(CONFLICT, _reason(stopped))
+        if not await self.phase_running():
             return False
         try:
             self.rec.feed(data)
@@ -317,27 +330,50 @@ def _finish_quietly(conn: _Connection) -> None:
 
 
 async def _serve(conn: _Connection, idle_s: float) -> None:
-    while True:
-        try:
-            message = await asyncio.wait_for(conn.ws.receive(), idle_s)
-        except TimeoutError:
-            await conn.finish(TIMEOUT, f"No audio for {idle_s:.0f} s; the stream is closed.")
-            return
-        if message["type"] == "websocket.disconnect":
-            conn.gone = True
-            return
-        data = message.get("bytes")
-        if data is not None:
-            if not await conn.frame(data):
+    """Receive until the stream ends; between messages, look every PHASE_CHECK_S whether the
+    phase still runs. One receive stays pending across those looks (never cancelled midway)."""
+    loop = asyncio.get_running_loop()
+    receiving: asyncio.Task[Any] | None = None
+    heard_at = loop.time()
+    try:
+        while True:
+            if loop.time() - conn.checked_at >= PHASE_CHECK_S and not await conn.phase_running():
                 return
-            continue
-        try:
-            body = json.loads(message.get("text") or "")
-        except ValueError:
-            body = None
-        if isinstance(body, dict) and body.get("type") == "end":
-            await conn.finish(1000, "The transcript of this stream is complete.")
-            return
-        await conn.send(
-            {"type": "error", "detail": 'Send audio as binary frames, or {"type": "end"}.'}
-        )
+            if receiving is None:
+                receiving = asyncio.ensure_future(conn.ws.receive())
+            now = loop.time()
+            wait = min(conn.checked_at + PHASE_CHECK_S, heard_at + idle_s) - now
+            done, _ = await asyncio.wait({receiving}, timeout=max(wait, 0.0))
+            if not done:
+                if loop.time() - heard_at >= idle_s:
+                    await conn.finish(
+                        TIMEOUT, f"No audio for {idle_s:.0f} s; the stream is closed."
+                    )
+                    return
+                continue
+            message, receiving = receiving.result(), None
+            heard_at = loop.time()
+            if not await _message(conn, message):
+                return
+    finally:
+        if receiving is not None:
+            receiving.cancel()
+
+
+async def _message(conn: _Connection, message: Mapping[str, Any]) -> bool:
+    """Handle one message; False when the stream has ended."""
+    if message["type"] == "websocket.disconnect":
+        conn.gone = True
+        return False
+    data = message.get("bytes")
+    if data is not None:
+        return await conn.frame(data)
+    try:
+        body = json.loads(message.get("text") or "")
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("type") == "end":
+        await conn.finish(1000, "The transcript of this stream is complete.")
+        return False
+    await conn.send({"type": "error", "detail": 'Send audio as binary frames, or {"type": "end"}.'})
+    return True

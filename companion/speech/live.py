@@ -6,8 +6,14 @@ keeps it alive, and each pass stores the segments it made final at once, sealed,
 participant's name as the speaker, in the same table as uploads (so the transcript,
 corrections and the assistance see them while the phase runs). The end of the stream, or a
 dropped connection, transcribes the rest and marks the job `done`; if the process dies
-instead, `jobs.recover` closes the job and keeps what was stored. The audio is never written
-to disk.
+instead, `jobs.recover` closes the job and keeps what was stored.
+
+The audio is written to disk only when the group keeps audio (the setting uploads honour,
+read when the connection opens and again at its end): the decoded samples are then held in
+memory as PCM16 (about 115 MB an hour) and, when the stream ends or the dropped connection is
+finalised, written once as a 16 kHz mono WAV sealed with the group's key, where and as an
+upload is kept (`audio.audio_path`, `audio.seal_to`), so the same deletions cover it; the job
+says `audio_kept`. Otherwise nothing of the audio touches the disk.
 
 Every method but `feed` blocks (database, model): call them from a thread pool.
 """
@@ -15,10 +21,14 @@ Every method but `feed` blocks (database, model): call them from a thread pool.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import threading
+import wave
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -28,7 +38,7 @@ from companion.errors import DomainError
 from companion.memory import outbox as memory
 from companion.method.phases import Phase
 from companion.sessions.service import require_running
-from companion.speech import jobs
+from companion.speech import audio, jobs
 from companion.speech.stitch import Stitcher
 from companion.speech.stream import RATE, Decoder, StreamBroken
 from companion.speech.transcriber import Segment
@@ -117,8 +127,10 @@ class LiveRecording:
     decoder: Decoder
     stitcher: Stitcher
     max_seconds: float
+    keep: bool = False  # the group keeps audio: the samples are held, sealed at the end
     stored: int = 0
     closed: bool = False
+    _audio: bytearray = field(default_factory=bytearray, repr=False)  # PCM16, when kept
     _beat: jobs.Heartbeat | None = field(default=None, repr=False)
     _busy: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -137,7 +149,12 @@ class LiveRecording:
         samples = self.decoder.feed(data)
         if samples.size / RATE > limit:
             raise TooLong(self._too_long())
+        self._add(samples)
+
+    def _add(self, samples: np.ndarray) -> None:
         self.stitcher.add(samples)
+        if self.keep and samples.size:
+            self._audio += (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
 
     def _too_long(self) -> str:
         return (
@@ -184,7 +201,7 @@ class LiveRecording:
     def _finish(self) -> list[Final]:
         try:
             with contextlib.suppress(StreamBroken):  # cut mid-frame: what decoded before counts
-                self.stitcher.add(self.decoder.close())
+                self._add(self.decoder.close())
             return self._store(self.stitcher.step(final=True), done=True)
         finally:
             self.closed = True
@@ -192,6 +209,15 @@ class LiveRecording:
                 self._beat.__exit__(None, None, None)
 
     def _store(self, segments: list[Segment], done: bool) -> list[Final]:
+        written: list[Path] = []
+        try:
+            return self._store_in(segments, done, written)
+        except BaseException:
+            for path in written:  # the job does not say it is kept: no file either
+                path.unlink(missing_ok=True)
+            raise
+
+    def _store_in(self, segments: list[Segment], done: bool, written: list[Path]) -> list[Final]:
         out: list[Final] = []
         with self.ctx.sessions() as db, db.begin():
             job = db.scalar(
@@ -231,6 +257,7 @@ class LiveRecording:
             if done:
                 job.finished_at = now
                 job.progress = 1.0
+                job.audio_kept = self._seal_audio(db, keys, job.id, written)
                 if self.stored:
                     job.status = JobStatus.done
                     audit.record(
@@ -240,3 +267,22 @@ class LiveRecording:
                     job.status = JobStatus.failed
                     job.error = "No speech was heard in the live audio."
         return out
+
+    def _seal_audio(self, db: Session, keys: Keyring, job_id: str, written: list[Path]) -> bool:
+        """The stream's audio as a WAV, sealed like a kept upload, if the group (still) keeps
+        audio; whether it was written."""
+        samples, self._audio = self._audio, bytearray()
+        group = db.get(Group, self.group_id)
+        if not self.keep or not samples or group is None or not group.keep_audio:
+            return False
+        data = io.BytesIO()
+        with wave.open(data, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(RATE)
+            w.writeframes(samples)
+        del samples
+        path = audio.audio_path(self.ctx.settings.data_dir, self.group_id, job_id)
+        written.append(path)
+        audio.seal_to(path, data, keys.get(self.group_id), job_id)
+        return True
