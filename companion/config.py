@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TRACING_VARIABLES = (
+    "LANGSMITH_TRACING",
+    "LANGSMITH_TRACING_V2",
+    "LANGCHAIN_TRACING_V2",
+    "LANGCHAIN_TRACING",
+)
 
 
 class Settings(BaseSettings):
@@ -156,6 +164,18 @@ class Settings(BaseSettings):
     live_idle_s: float = Field(
         default=60, gt=0, description="Live mode: a connection silent this long is closed."
     )
+
+    @model_validator(mode="after")
+    def _no_prompt_tracing(self) -> Self:
+        """langchain-core (prompt templates) comes with LangSmith, whose tracing, switched on
+        by these variables, would send prompts and answers off the premises."""
+        on = [v for v in TRACING_VARIABLES if os.environ.get(v, "").strip().lower() == "true"]
+        if on:
+            raise ValueError(
+                f"{', '.join(on)} is set to true: LangSmith tracing would send the groups' "
+                "prompts off the premises. Unset it to start Codev Companion."
+            )
+        return self
 
     @property
     def resolved_chroma_path(self) -> Path:

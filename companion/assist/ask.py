@@ -13,12 +13,12 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
-from string import Template
 
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from companion.assist import prompts
 from companion.assist.prompts import data, prompt
 from companion.config import Settings
 from companion.errors import Invalid
@@ -220,9 +220,9 @@ def answer(
                 pending=found.pending,
                 prompt_version=template.version,
             )
-        values["feedback"] = "\n" + Template(messages["feedback"]).substitute(
-            cited=", ".join(f"[{n}]" for n in unknown) or "-", count=str(len(hits))
-        )
+        values["feedback"] = "\n" + prompts.template(
+            messages["feedback"], "memory/answer feedback"
+        ).format(cited=", ".join(f"[{n}]" for n in unknown) or "-", count=str(len(hits)))
     raise ModelOutputInvalid(
         "The model's answer cited none of the group's memories it was given, twice, so it was "
         "not kept. Retry, or search the memory instead (GET …/memory/search).",
