@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from tests.world import Circle
+import json
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from api.main import create_app
+from companion.store.models import PhaseRun
+from tests.doubles.openai_double import OpenAIDouble
+from tests.world import Api, Circle
 
 ORDER = ["presentation", "clarification", "contract", "consultation", "synthesis", "learning"]
 
@@ -75,6 +85,7 @@ def test_follow_up_never_shows_another_group(api):
     assert api.ok("GET", f"/groups/{mine.group_id}/follow-up", mine.client[1]) == {
         "plans": [],
         "overdue": [],
+        "regulation": None,
     }
     res = api.call("GET", f"/groups/{other.group_id}/follow-up", mine.client[1])
     assert res.status_code == 404
@@ -100,3 +111,98 @@ def test_empty_plan_has_no_calendar(api):
     res = api.call("GET", circle.path("/action-plan.ics"), circle.client[1])
     assert res.status_code == 404
     assert "no actions" in res.json()["detail"]
+
+
+# --- the previous session's regulation points --------------------------------------------------
+
+
+@pytest.fixture
+def model_double():
+    with OpenAIDouble() as double:
+        yield double
+
+
+@pytest.fixture
+def assisted(settings, model_double):
+    with TestClient(
+        create_app(settings.model_copy(update={"llm_base_url": model_double.url}))
+    ) as c:
+        yield Api.bootstrap(c, settings)
+
+
+def _ran_long(circle: Circle, phase: str, minutes: float) -> None:
+    """As if `phase` (ended) had lasted `minutes`."""
+    state = circle.api.client.app.state.companion  # type: ignore[attr-defined]
+    with state.sessions() as db, db.begin():
+        run = db.scalar(
+            select(PhaseRun).where(
+                PhaseRun.session_id == circle.session_id, PhaseRun.phase == phase
+            )
+        )
+        run.started_at = run.ended_at - timedelta(minutes=minutes)
+
+
+def _summarised(circle: Circle, double: OpenAIDouble, point: str) -> dict:
+    _session_with_plan(circle)  # ends with the client's learning, rated 5, and closes
+    _ran_long(circle, "clarification", 27.5)  # 20 minutes by default
+    double.reply(json.dumps({"points": [{"kind": "change", "text": point, "learnings": [1]}]}))
+    return circle.api.ok(
+        "POST", circle.path("/learnings/regulation/summary"), circle.facilitator[1]
+    )
+
+
+def test_the_next_session_opens_with_the_regulation_points(assisted, model_double):
+    circle = Circle.create(assisted)
+    made = _summarised(circle, model_double, "Tenir le temps.")
+    assert made["points"][0]["learnings"] == [1]
+    group, facilitator = f"/groups/{circle.group_id}", circle.facilitator[1]
+    # The next session of the group: the facilitator opens with the points.
+    nxt = assisted.ok(
+        "POST", f"{group}/sessions", facilitator, json={"client_id": circle.members[1][0]}
+    )
+    assisted.ok("POST", f"{group}/sessions/{nxt['id']}/phases/presentation/start", facilitator)
+    reg = assisted.ok("GET", f"{group}/follow-up", facilitator)["regulation"]
+    assert reg["session_id"] == circle.session_id
+    assert reg["summarised"] is True
+    assert reg["edited"] is False
+    assert [(p["kind"], p["text"]) for p in reg["points"]] == [("change", "Tenir le temps.")]
+    assert reg["average_rating"] == 5
+    assert reg["answers"] == 1
+    [over] = reg["overruns"]
+    assert (over["phase"], over["timebox_minutes"], over["minutes"], over["minutes_over"]) == (
+        "clarification",
+        20,
+        28,
+        8,
+    )
+    # Rewritten by the facilitator: the follow-up shows the edit, to every member.
+    assisted.ok(
+        "PUT",
+        circle.path("/learnings/regulation/summary"),
+        facilitator,
+        json={"points": [{"kind": "keep", "text": "Garder la météo.", "learnings": [1]}]},
+    )
+    reg = assisted.ok("GET", f"{group}/follow-up", circle.members[2][1])["regulation"]
+    assert reg["edited"] is True
+    assert [p["text"] for p in reg["points"]] == ["Garder la météo."]
+
+
+def test_an_ended_session_without_points_still_gives_its_facts(api):
+    circle = Circle.create(api)
+    _session_with_plan(circle)
+    reg = api.ok("GET", f"/groups/{circle.group_id}/follow-up", circle.client[1])["regulation"]
+    assert reg["summarised"] is False
+    assert reg["points"] == []
+    assert reg["average_rating"] == 5
+
+
+def test_regulation_points_never_reach_another_group(assisted, model_double):
+    other = Circle.create(assisted, group_name="Autre cercle")
+    _summarised(other, model_double, "Secret de l'autre cercle.")
+    mine = Circle.create(assisted)
+    follow = assisted.ok("GET", f"/groups/{mine.group_id}/follow-up", mine.facilitator[1])
+    assert follow["regulation"] is None
+    assert "Secret" not in json.dumps(follow)
+    res = assisted.call("GET", f"/groups/{other.group_id}/follow-up", mine.facilitator[1])
+    assert res.status_code == 404
+    assert "Secret" not in res.text

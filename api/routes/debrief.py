@@ -2,8 +2,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import KeysDep, SessionDep, SessionMember, SessionParticipant
-from companion.assist import debrief
+from api.deps import (
+    GatewayDep,
+    KeysDep,
+    SessionDep,
+    SessionFacilitator,
+    SessionMember,
+    SessionParticipant,
+)
+from companion.assist import debrief, regulation
 from companion.method.phases import Language
 from companion.sessions import content
 from companion.sessions import service as sessions
@@ -19,7 +26,35 @@ def debrief_questions(ctx: SessionParticipant, db: SessionDep) -> debrief.Debrie
 
 
 @router.get("/regulation")
-def regulation(ctx: SessionMember, db: SessionDep, keys: KeysDep) -> debrief.Regulation:
-    """The session's evaluation: ratings, phases over their timebox, who has not answered."""
+def get_regulation(ctx: SessionMember, db: SessionDep, keys: KeysDep) -> debrief.Regulation:
+    """The session's evaluation: ratings, phases over their timebox, who has not answered, and
+    the regulation points for the next session once made (`summary`, else null)."""
     view = sessions.view(db, keys, ctx.group, ctx.session)
-    return debrief.regulation(view, content.learnings(db, keys, ctx.session))
+    found = content.learnings(db, keys, ctx.session)
+    summary = regulation.summary_view(db, keys, ctx.session, found)
+    return debrief.regulation(view, found, summary)
+
+
+@router.post(
+    "/regulation/summary",
+    responses={
+        409: {"description": "Phase 6 has not started, or no learning is recorded yet."},
+        502: {"description": "The model's points failed the checks twice; nothing changed."},
+        503: {"description": "Model down; nothing changed."},
+    },
+)
+def summarise_regulation(
+    ctx: SessionFacilitator, db: SessionDep, keys: KeysDep, gateway: GatewayDep
+) -> regulation.SummaryMade:
+    """For the facilitator: 1-5 regulation points ("keep" or "change", one sentence each)
+    drawn from the participants' learnings, each citing the learnings it comes from. Replaces
+    the stored points."""
+    return regulation.summarise(db, keys, gateway, ctx.user, ctx.group, ctx.session)
+
+
+@router.put("/regulation/summary")
+def edit_regulation(
+    spec: regulation.PointsSet, ctx: SessionFacilitator, db: SessionDep, keys: KeysDep
+) -> regulation.RegulationSummaryView:
+    """The facilitator rewrites the regulation points; they are then marked edited."""
+    return regulation.edit(db, keys, ctx.user, ctx.session, spec)

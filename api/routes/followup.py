@@ -11,7 +11,8 @@ router = APIRouter(prefix="/groups/{group_id}", tags=["follow-up"])
 
 @router.get("/follow-up")
 def group_follow_up(ctx: GroupMember, db: SessionDep, keys: KeysDep) -> followup.FollowUp:
-    """How the previous clients' action plans are going, newest first, and what is overdue."""
+    """How the previous clients' action plans are going, newest first, what is overdue, and the
+    regulation points of the group's last ended session (to open the next one with)."""
     return followup.follow_up(db, keys, ctx.group)
 
 

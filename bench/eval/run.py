@@ -1,12 +1,16 @@
 """Assistance quality on labelled cases (bench/eval/cases.<lang>.json), with figures printed.
 
     python bench/eval/run.py                 # clarity cues only (no model)
+    python bench/eval/run.py --clarity-model # also the model's review of cue-less questions
     python bench/eval/run.py --contract      # also contract drafts through the configured model
     python bench/eval/run.py --themes        # also ideas and theme grouping (no model)
     python bench/eval/run.py --synthesis 1   # also the draft synthesis timing, 1 case a language
 
 Clarity: recall and precision of the flags the facilitator sees (disguised advice and
-judgment; targets >= 0.9 / >= 0.8), and accuracy over all five kinds. Contract: share of drafts
+judgment; targets >= 0.9 / >= 0.8), and accuracy over all five kinds; with --clarity-model, the
+same figures once the questions no cue decided are reviewed by the model (the service's
+companion/assist/clarity_review.review, one call a case), and for the model alone given every
+question (what it is worth on questions the cues miss). Contract: share of drafts
 passing the deterministic checks on the model's first answer and after the one regeneration
 (target 100 %), and the time to get them. The model is the one the service would use: the
 local llama.cpp server by default (COMPANION_LLM_LOCAL_MODEL), or COMPANION_LLM_BASE_URL.
@@ -27,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import consultation  # bench/eval/consultation.py, beside this file
 
-from companion.assist import clarity, contract
+from companion.assist import clarity, clarity_review, contract
 from companion.method.phases import Language
 
 HERE = Path(__file__).parent
@@ -38,44 +42,120 @@ def load(language: Language) -> list[dict]:
     return json.loads((HERE / f"cases.{language}.json").read_text(encoding="utf-8"))
 
 
-def eval_clarity() -> None:
-    print("clarity cues (no model)")
-    for language in Language:
-        tp = fp = fn = right = total = 0
-        misses = []
-        for case in load(language):
-            for question, label in case["questions"]:
-                kind, _cue = clarity.classify(question, language)
-                total += 1
-                right += kind == label
-                predicted, actual = kind in FLAGS, label in FLAGS
-                tp += predicted and actual
-                fp += predicted and not actual
-                fn += actual and not predicted
-                if kind != label:
-                    misses.append(f"    {label:>16} -> {kind:<16} {question}")
-        recall = tp / (tp + fn) if tp + fn else 1.0
-        precision = tp / (tp + fp) if tp + fp else 1.0
-        print(
-            f"  {language}: advice+judgment recall {recall:.2f} precision {precision:.2f}; "
-            f"5-kind accuracy {right}/{total} = {right / total:.2f}"
-        )
+class EvalGroup:
+    id = "eval"
+    policy = "on_prem"
+
+
+def _score(name: str, language: Language, results: list[tuple[str, str, str]]) -> None:
+    """Print recall/precision of the flags and 5-kind accuracy of (question, label, kind)."""
+    tp = fp = fn = right = 0
+    misses = []
+    for question, label, kind in results:
+        right += kind == label
+        predicted, actual = kind in FLAGS, label in FLAGS
+        tp += predicted and actual
+        fp += predicted and not actual
+        fn += actual and not predicted
+        if kind != label:
+            misses.append(f"    {label:>16} -> {kind:<16} {question}")
+    total = len(results)
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    print(
+        f"  {language} {name}: advice+judgment recall {recall:.2f} precision {precision:.2f}; "
+        f"5-kind accuracy {right}/{total} = {right / total:.2f}"
+    )
+    if misses:
         print("\n".join(misses))
 
 
-def eval_contract() -> None:
+def eval_clarity() -> None:
+    print("clarity cues (no model)")
+    for language in Language:
+        results = []
+        for case in load(language):
+            for question, label in case["questions"]:
+                kind, _cue = clarity.classify(question, language)
+                results.append((question, label, str(kind)))
+        _score("cues", language, results)
+
+
+def _reviewed(gateway, language: Language, exposé: str, questions: list[str]) -> list[str]:
+    """The model's kind for each question ('?' rule where it gave none)."""
+    if not questions:
+        return []
+    batch = clarity_review.review(gateway, EvalGroup(), language, [exposé], questions)
+    rule = [
+        clarity.Kind.open_question if q.rstrip().endswith("?") else clarity.Kind.closed_question
+        for q in questions
+    ]
+    return [
+        str(batch.reviews[i].kind if i in batch.reviews else rule[i]) for i in range(len(questions))
+    ]
+
+
+def eval_clarity_model() -> None:
+    """The cues, then the model on what they left undecided (the service's pipeline); and the
+    model alone on every question."""
+    print("clarity with the model's review (model: local unless COMPANION_LLM_BASE_URL is set)")
+    state = _state()
+    try:
+        started = time.monotonic()
+        gateway = state.llm()
+        print(f"  model {gateway.settings.llm_model} ready in {time.monotonic() - started:.1f} s")
+        for language in Language:
+            both, alone = [], []
+            undecided = calls = 0
+            seconds = 0.0
+            for case in load(language):
+                questions = [q for q, _ in case["questions"]]
+                labels = [label for _, label in case["questions"]]
+                cues = [clarity.classify(q, language) for q in questions]
+                open_ = [i for i, (_k, cue) in enumerate(cues) if cue is None]
+                undecided += len(open_)
+                kinds = [str(k) for k, _cue in cues]
+                started = time.monotonic()
+                for i, kind in zip(
+                    open_,
+                    _reviewed(gateway, language, case["expose"], [questions[i] for i in open_]),
+                    strict=True,
+                ):
+                    kinds[i] = kind
+                calls += bool(open_)
+                both += list(zip(questions, labels, kinds, strict=True))
+                alone += list(
+                    zip(
+                        questions,
+                        labels,
+                        _reviewed(gateway, language, case["expose"], questions),
+                        strict=True,
+                    )
+                )
+                calls += 1
+                seconds += time.monotonic() - started
+            print(
+                f"  {language}: {undecided} of {len(both)} questions left undecided by the cues; "
+                f"{calls} model calls, {seconds / calls:.1f} s a call"
+            )
+            _score("cues + model review", language, both)
+            _score("model alone, every question", language, alone)
+    finally:
+        state.close()
+
+
+def _state():  # the service's own model set-up, on a throwaway store
     from api.state import AppState
     from companion.config import Settings
     from companion.runtime import open_store
 
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="eval-")))
     store = open_store(settings)
-    state = AppState(settings, store.engine, store.sessions, store.master)
+    return AppState(settings, store.engine, store.sessions, store.master)
 
-    class Group:
-        id = "eval"
-        policy = "on_prem"
 
+def eval_contract() -> None:
+    state = _state()
     print("contract drafts (model: local unless COMPANION_LLM_BASE_URL is set)")
     try:
         started = time.monotonic()
@@ -88,7 +168,12 @@ def eval_contract() -> None:
                 started = time.monotonic()
                 try:
                     drafts = contract.draft(
-                        gateway, Group(), language, [case["expose"]], questions, [case["expose"]]
+                        gateway,
+                        EvalGroup(),
+                        language,
+                        [case["expose"]],
+                        questions,
+                        [case["expose"]],
                     )
                 except Exception as exc:
                     print(f"  {language} {case['title']!r}: failed: {exc}")
@@ -116,6 +201,11 @@ def eval_contract() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--contract", action="store_true", help="also draft contracts")
+    parser.add_argument(
+        "--clarity-model",
+        action="store_true",
+        help="also review the questions no cue decided with the model (and the model alone)",
+    )
     parser.add_argument("--themes", action="store_true", help="also ideas and theme grouping")
     parser.add_argument(
         "--synthesis",
@@ -126,6 +216,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     eval_clarity()
+    if args.clarity_model:
+        eval_clarity_model()
     if args.contract:
         eval_contract()
     if args.themes:

@@ -3,18 +3,21 @@
 Each question is classified at once by cues from prompts/clarity/cues.<lang>.toml (disguised
 advice, judgment, interpretation, closed or open question); the facets of the situation that no
 text has touched yet are listed with an open question to suggest. No model call is needed, so a
-flag appears as soon as a question is stored; an LLM review can refine it later.
+flag appears as soon as a question is stored. A question no cue decided is classified by the
+'?' rule until the model has reviewed it (companion/assist/clarity_review.py); a cue is never
+overridden by the model.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from companion.assist.prompts import data
 from companion.method.phases import Language
@@ -31,6 +34,12 @@ class Kind(StrEnum):
     disguised_advice = "disguised_advice"
     judgment = "judgment"
     interpretation = "interpretation"
+
+
+class Source(StrEnum):
+    cue = "cue"  # a cue of prompts/clarity/cues.<lang>.toml decided; the model never overrides
+    model = "model"  # no cue matched; the model's review decided
+    rule = "rule"  # no cue matched, not reviewed yet: open if it ends with '?', else closed
 
 
 FLAGGED = (Kind.disguised_advice, Kind.judgment, Kind.interpretation)
@@ -65,6 +74,11 @@ def normalise(text: str) -> str:
     return unicodedata.normalize("NFC", text).translate(_APOSTROPHES).strip()
 
 
+def question_key(text: str) -> str:
+    """What makes two questions the same for a review: case and spacing aside."""
+    return " ".join(normalise(text).casefold().split())
+
+
 def classify(question: str, language: Language) -> tuple[Kind, str | None]:
     """The kind of one question and the cue that decided it (None: no cue matched)."""
     text = normalise(question)
@@ -92,6 +106,11 @@ class Flag(BaseModel):
     kind: Kind
     cue: str | None
     flagged: bool
+    source: Source = Field(
+        description="What decided the kind: a cue (instant, final), the model's review, or the "
+        "'?' rule while the question awaits the model."
+    )
+    reason: str | None = Field(default=None, description="The model's reason, when it decided.")
 
 
 class Facet(BaseModel):
@@ -107,6 +126,22 @@ class ClarityView(BaseModel):
     facets: list[Facet]
     suggestions: list[str]
     alerts: list[str]
+    pending: int = Field(
+        default=0, description="Questions no cue decided that still await the model's review."
+    )
+    review_error: str | None = Field(
+        default=None,
+        description="Why pending questions are not reviewed (no model configured, or the last "
+        "try failed); their kind comes from the '?' rule meanwhile.",
+    )
+
+
+@dataclass(frozen=True)
+class Reviewed:
+    """The model's kind for a question no cue decided, and its short reason."""
+
+    kind: Kind
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -122,14 +157,38 @@ def _words(text: str) -> set[str]:
     return {w.lower().strip("'-") for w in _WORD.findall(normalise(text))}
 
 
+def undecided(clarification: list[Utterance], language: Language) -> list[str]:
+    """The questions of the clarification that no cue decides (each once): the model's part."""
+    found: dict[str, str] = {}
+    for utterance in clarification:
+        for question in questions_in(utterance.text, language):
+            if classify(question, language)[1] is None:
+                found.setdefault(question_key(question), question)
+    return list(found.values())
+
+
 def analyse(
-    exposé: list[Utterance], clarification: list[Utterance], language: Language, limit: int = 3
+    exposé: list[Utterance],
+    clarification: list[Utterance],
+    language: Language,
+    limit: int = 3,
+    reviewed: Mapping[str, Reviewed] | None = None,
 ) -> ClarityView:
-    """Classify every question of the clarification and list the facets still unclear."""
+    """Classify every question of the clarification and list the facets still unclear.
+
+    `reviewed`: the model's reviews by `question_key`; they decide the questions no cue
+    matched (a cue always wins)."""
+    reviewed = reviewed or {}
     flags = []
     for utterance in clarification:
         for question in questions_in(utterance.text, language):
             kind, cue = classify(question, language)
+            source, reason = Source.cue, None
+            if cue is None:
+                review = reviewed.get(question_key(question))
+                source = Source.rule if review is None else Source.model
+                if review is not None:
+                    kind, reason = review.kind, review.reason
             flags.append(
                 Flag(
                     text=question,
@@ -138,6 +197,8 @@ def analyse(
                     kind=kind,
                     cue=cue,
                     flagged=kind in FLAGGED,
+                    source=source,
+                    reason=reason,
                 )
             )
     # A facet is clear once the exposé or an information question touches it; flagged

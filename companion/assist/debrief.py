@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from companion.assist.prompts import data
+from companion.assist.regulation import Overrun, RegulationSummaryView, overruns
 from companion.method.phases import Language
 from companion.sessions.views import LearningsView, SessionView
 
@@ -21,8 +22,10 @@ class Regulation(BaseModel):
     participants: int
     average_rating: float | None
     ratings: dict[int, int]
-    overruns: list[str]  # phases that went past their timebox
+    overruns: list[str]  # phases that went past their timebox (titles)
+    timebox_overruns: list[Overrun]  # the same, with the minutes over
     missing: list[str]  # participants who have not answered yet (names)
+    summary: RegulationSummaryView | None = None  # the regulation points, once made
 
 
 def questions(language: Language, role: str) -> DebriefQuestions:
@@ -32,7 +35,11 @@ def questions(language: Language, role: str) -> DebriefQuestions:
     return DebriefQuestions(role=role, mine=list(mine), process=list(raw["process"]))
 
 
-def regulation(session: SessionView, learnings: LearningsView) -> Regulation:
+def regulation(
+    session: SessionView,
+    learnings: LearningsView,
+    summary: RegulationSummaryView | None = None,
+) -> Regulation:
     people = [session.client, *session.consultants, session.facilitator]
     answered = {item.author.user_id for item in learnings.learnings}
     ratings = dict.fromkeys(range(1, 6), 0)
@@ -44,5 +51,7 @@ def regulation(session: SessionView, learnings: LearningsView) -> Regulation:
         average_rating=learnings.average_rating,
         ratings=ratings,
         overruns=[p.title for p in session.phases if p.overrun],
+        timebox_overruns=overruns(session),
         missing=[p.name for p in people if p.user_id not in answered],
+        summary=summary,
     )

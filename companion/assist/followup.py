@@ -1,5 +1,6 @@
 """Groups revisit past action plans: at the start of a session the group hears how the previous
-clients' plans went. Also the plan's due dates as an iCalendar file."""
+clients' plans went, and the facilitator opens with the previous session's regulation points.
+Also the plan's due dates as an iCalendar file."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from companion.assist import regulation
 from companion.errors import NotFound
 from companion.sessions import content
+from companion.sessions import service as sessions_service
 from companion.sessions.service import person
 from companion.sessions.views import ActionView, Person
 from companion.store.keyring import Keyring
@@ -30,9 +33,24 @@ class PlanFollowUp(BaseModel):
     overdue: int
 
 
+class PreviousRegulation(BaseModel):
+    """The last ended session of the group: what it said to keep and to change."""
+
+    session_id: str
+    session_date: datetime
+    closed_at: datetime
+    summarised: bool  # False: no regulation points were made for it (`points` is empty)
+    edited: bool
+    points: list[regulation.RegulationPoint]
+    overruns: list[regulation.Overrun]
+    average_rating: float | None
+    answers: int
+
+
 class FollowUp(BaseModel):
     plans: list[PlanFollowUp]
     overdue: list[ActionView]
+    regulation: PreviousRegulation | None  # None before the group's first session has ended
 
 
 def _contract_text(db: Session, keys: Keyring, session: CodevSession) -> str | None:
@@ -47,6 +65,32 @@ def _client_learning(db: Session, keys: Keyring, session: CodevSession) -> str |
         )
     )
     return keys.open(session.group_id, row, "text") if row else None
+
+
+def previous_regulation(db: Session, keys: Keyring, group: Group) -> PreviousRegulation | None:
+    """The regulation of the group's most recently ended session (this group's only)."""
+    session = db.scalar(
+        select(CodevSession)
+        .where(CodevSession.group_id == group.id, CodevSession.closed_at.is_not(None))
+        .order_by(CodevSession.closed_at.desc(), CodevSession.id)
+        .limit(1)
+    )
+    if session is None or session.closed_at is None:
+        return None
+    found = content.learnings(db, keys, session)
+    summary = regulation.summary_view(db, keys, session, found)
+    view = sessions_service.view(db, keys, group, session)
+    return PreviousRegulation(
+        session_id=session.id,
+        session_date=session.created_at,
+        closed_at=session.closed_at,
+        summarised=summary is not None,
+        edited=summary.edited if summary else False,
+        points=summary.points if summary else [],
+        overruns=regulation.overruns(view),
+        average_rating=found.average_rating,
+        answers=len(found.learnings),
+    )
 
 
 def follow_up(db: Session, keys: Keyring, group: Group) -> FollowUp:
@@ -78,7 +122,7 @@ def follow_up(db: Session, keys: Keyring, group: Group) -> FollowUp:
     overdue = sorted(
         (a for p in plans for a in p.actions if a.overdue), key=lambda a: (a.due_date, a.id)
     )
-    return FollowUp(plans=plans, overdue=overdue)
+    return FollowUp(plans=plans, overdue=overdue, regulation=previous_regulation(db, keys, group))
 
 
 def _ics_text(value: str) -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
+
 from sqlalchemy.orm import Session
 
-from companion.assist import clarity, contract
+from companion.assist import clarity, clarity_review, contract
 from companion.errors import Conflict
 from companion.llm.gateway import LLMGateway
 from companion.method.phases import Language, Phase
@@ -33,14 +36,20 @@ def utterances(
 
 
 def clarity_prompts(
-    db: Session, keys: Keyring, group: Group, session: CodevSession
+    db: Session, keys: Keyring, group: Group, session: CodevSession, *, model_configured: bool
 ) -> clarity.ClarityView:
+    """Cue flags at once; the model's reviews where stored, the '?' rule for the rest."""
     language = Language(group.language)
+    questions = utterances(db, keys, session, Phase.clarification)
+    found = clarity_review.lookup(db, keys, session, clarity.undecided(questions, language))
     view = clarity.analyse(
         utterances(db, keys, session, Phase.presentation),
-        utterances(db, keys, session, Phase.clarification),
+        questions,
         language,
+        reviewed=found.reviewed,
     )
+    view.pending = len(found.pending)
+    view.review_error = clarity_review.view_error(found, model_configured)
     if state(session).running is Phase.consultation:
         spoke = [
             u
@@ -50,6 +59,35 @@ def clarity_prompts(
         if spoke:
             view.alerts.append(Phase.consultation.info.reminder[language])
     return view
+
+
+def review_clarity(
+    db: Session,
+    keys: Keyring,
+    llm: Callable[[], LLMGateway],
+    group: Group,
+    session: CodevSession,
+    *,
+    retry_after: timedelta | None = None,
+    wait: bool = True,
+) -> int:
+    """Have the model review the questions no cue decided and no review covers yet; with
+    `retry_after`, leave out those that failed less than that ago. Returns how many were
+    reviewed (0 when another review of the session is under way and `wait` is False).
+    Commits; raises the model's errors after storing them."""
+    language = Language(group.language)
+    lock = clarity_review.review_lock(session.id)
+    if not lock.acquire(blocking=wait):
+        return 0
+    try:
+        questions = clarity.undecided(utterances(db, keys, session, Phase.clarification), language)
+        todo = clarity_review.due(db, keys, session, questions, retry_after)
+        if not todo:
+            return 0
+        exposé = [u.text for u in utterances(db, keys, session, Phase.presentation)]
+        return clarity_review.run(db, keys, llm, group, session, language, exposé, todo)
+    finally:
+        lock.release()
 
 
 def contract_drafts(

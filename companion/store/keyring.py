@@ -60,6 +60,11 @@ class Keyring:
         sealed = seal_text(self.get(scope), text, row.__tablename__, str(record_id), field)
         setattr(row, f"{field}_sealed", sealed)
 
+    def fingerprint(self, scope: str, purpose: str, text: str) -> str:
+        """A fingerprint of a text that does not reveal it (an HMAC under the scope's key), to
+        find a stored row by its content without storing the content in clear."""
+        return self.get(scope).fingerprint(purpose, text.encode("utf-8"))
+
     def open(self, scope: str, row: Base, field: str) -> str:
         sealed: bytes = getattr(row, f"{field}_sealed")
         record_id = str(getattr(row, "id", ""))

@@ -375,3 +375,44 @@ class Synthesis(Base):
     prompt_version: Mapped[str | None] = mapped_column(String(20))
     seconds: Mapped[float | None] = mapped_column(Float)  # how long the model part took
     updated_at: Mapped[datetime] = _created()
+
+
+class ClarityReview(Base):
+    """The model's review of one clarifying question that no cue decided (phase 2).
+
+    Found by `fingerprint`, an HMAC of the normalised question under the group's key (never the
+    text); a corrected transcript gives a new text, so a new review. `status` done: the kind
+    and the reason are sealed in `review_sealed` (JSON); failed: `error` says why (never
+    content), and the question is tried again after `assist_retry_s`."""
+
+    __tablename__ = "clarity_reviews"
+    __table_args__ = (UniqueConstraint("session_id", "fingerprint"),)
+    id: Mapped[str] = _id()
+    session_id: Mapped[str] = _session_fk()
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(10))  # done | failed
+    review_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    error: Mapped[str | None] = mapped_column(String(300))
+    model: Mapped[str | None] = mapped_column(String(100))
+    prompt_version: Mapped[str | None] = mapped_column(String(20))
+    updated_at: Mapped[datetime] = _created()
+
+
+class RegulationSummary(Base):
+    """A session's regulation points (phase 6), for the next session to open with.
+
+    The points are sealed as JSON citing learnings by their author's id; `basis` fingerprints
+    the learnings they were made from, so a summary older than the learnings is recognised
+    without opening anything. `edited` once a facilitator rewrote the points."""
+
+    __tablename__ = "regulation_summaries"
+    id: Mapped[str] = _id()
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), unique=True
+    )
+    basis: Mapped[str] = mapped_column(String(64))
+    body_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    edited: Mapped[bool] = mapped_column(Boolean, default=False)
+    edited_by: Mapped[str | None] = mapped_column(String(36))
+    prompt_version: Mapped[str | None] = mapped_column(String(20))
+    updated_at: Mapped[datetime] = _created()

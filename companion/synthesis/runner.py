@@ -7,6 +7,10 @@ model for a new one. So the draft is ready when the phase ends, and a restarted 
 transcript stored by a separate worker) is caught up by the next poll: nothing depends on an
 event that could be missed. A failed model run is retried after `assist_retry_s`, or as soon
 as new ideas come.
+
+It also has the model review the clarifying questions no cue decided, for each session whose
+phase 2 runs or ended within the last few minutes (the last recording is transcribed after),
+when a model is configured; a failed review is retried after `assist_retry_s`.
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ from datetime import timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from companion.assist import service as assist
 from companion.config import Settings
+from companion.errors import DomainError
 from companion.ideas import service as ideas
 from companion.llm.errors import ModelError
 from companion.llm.gateway import LLMGateway
 from companion.method.phases import Language, Phase
+from companion.sessions.service import ClosedSession, require_open
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Group, PhaseRun, utcnow
 from companion.synthesis import service as synthesis
@@ -33,6 +40,7 @@ from companion.vault import MasterKey
 log = logging.getLogger(__name__)
 
 AFTER_PHASE = timedelta(hours=1)  # a draft may still be wanted a while after phase 4 ended
+AFTER_CLARIFICATION = timedelta(minutes=10)  # its last recording is transcribed after its end
 
 
 class AssistRunner:
@@ -54,6 +62,7 @@ class AssistRunner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._poked: set[str] = set()
+        self._poked_clarity: set[str] = set()
         self._guard = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -76,6 +85,12 @@ class AssistRunner:
             self._poked.add(session_id)
         self._wake.set()
 
+    def poke_clarity(self, session_id: str) -> None:
+        """New clarifying questions: have them reviewed at once rather than at the next poll."""
+        with self._guard:
+            self._poked_clarity.add(session_id)
+        self._wake.set()
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.settings.assist_poll_s)
@@ -83,15 +98,16 @@ class AssistRunner:
             if self._stop.is_set():
                 return
             try:
-                due = self.due()
+                due = [(s, self.work) for s in self.due()]
+                due += [(s, self.review_clarity) for s in self.due_clarity()]
             except Exception:
                 log.exception("The assistance runner could not list the sessions to refresh")
                 continue
-            for session_id in due:
+            for session_id, job in due:
                 if self._stop.is_set():
                     return
                 try:
-                    self.work(session_id)
+                    job(session_id)
                 except Exception:  # one session's trouble must not stop the others'
                     log.exception("The assistance runner failed on session %s", session_id)
 
@@ -109,6 +125,48 @@ class AssistRunner:
                 )
             ).all()
         return sorted(poked) + [s for s in running if s not in poked]
+
+    def due_clarity(self) -> list[str]:
+        """Sessions whose clarifying questions may await the model: phase 2 running or just
+        ended, or poked; none while no model is configured."""
+        with self._guard:
+            poked, self._poked_clarity = self._poked_clarity, set()
+        if not self.model_configured():
+            return []
+        since = utcnow() - AFTER_CLARIFICATION
+        with self.sessions() as db:
+            running = db.scalars(
+                select(PhaseRun.session_id)
+                .join(CodevSession, CodevSession.id == PhaseRun.session_id)
+                .where(
+                    PhaseRun.phase == Phase.clarification,
+                    CodevSession.closed_at.is_(None),
+                    or_(PhaseRun.ended_at.is_(None), PhaseRun.ended_at >= since),
+                )
+            ).all()
+        return sorted(poked) + [s for s in running if s not in poked]
+
+    def review_clarity(self, session_id: str) -> None:
+        """Have the model review the session's questions that no cue decided and no review
+        covers; those that failed lately wait for `assist_retry_s`."""
+        with self.sessions() as db:
+            keys = Keyring(db, self.master)
+            session = db.get(CodevSession, session_id)
+            if session is None:
+                return
+            try:
+                require_open(session)
+            except ClosedSession:
+                return
+            group = db.get(Group, session.group_id)
+            assert group is not None
+            retry = timedelta(seconds=self.settings.assist_retry_s)
+            try:
+                assist.review_clarity(
+                    db, keys, self.llm, group, session, retry_after=retry, wait=False
+                )
+            except DomainError as exc:  # stored: the view says it, tried again later
+                log.warning("Clarity review of session %s failed: %s", session_id, exc)
 
     def work(self, session_id: str) -> None:
         """Refresh one session's ideas, then its draft if it is stale (the model part only

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 
@@ -54,6 +56,14 @@ class DataKey:
         nonce = secrets.token_bytes(NONCE_BYTES)
         aad = _aad("record", self.scope, record_type, record_id, field)
         return FORMAT_V1 + nonce + AESGCM(self.material).encrypt(nonce, plaintext, aad)
+
+    def fingerprint(self, purpose: str, data: bytes) -> str:
+        """A keyed fingerprint (HMAC-SHA256, hex) of `data`: equal data give equal fingerprints
+        within the scope and purpose, and nothing about the data can be learnt from it without
+        the key (gone with the key when it is shredded). The HMAC key is derived from the data
+        key for `purpose`, so the data key itself is never used for two things."""
+        derived = hmac.new(self.material, _aad("fingerprint", self.scope, purpose), hashlib.sha256)
+        return hmac.new(derived.digest(), data, hashlib.sha256).hexdigest()
 
     def open(self, sealed: bytes, record_type: str, record_id: str, field: str) -> bytes:
         try:
