@@ -229,6 +229,25 @@ def test_the_client_gets_an_outline_then_a_cited_draft(assisted, model):
     again = assisted.ok("POST", circle.path("/synthesis"), client)  # current: no new call
     assert again["actions"] == made["actions"]
     assert len(model.received) == 1
+    # The answer's schema allowed only what the checks keep: labels for unlabelled themes,
+    # citations of the ideas listed, five at most.
+    schema = model.received[0].body["response_format"]["json_schema"]["schema"]
+    numbers = sorted(t["number"] for t in outline["themes"])
+    assert schema["properties"]["labels"]["maxItems"] == len(numbers)
+    assert schema["$defs"]["ModelLabel"]["properties"]["theme"]["enum"] == numbers
+    cites = schema["$defs"]["ModelAction"]["properties"]["ideas"]
+    assert cites["items"]["enum"] == ["I1", "I2", "I3"]
+    assert cites["maxItems"] == 5
+
+    _note(circle, circle.consultants[0], "Tu pourrais aussi automatiser l'export des chiffres.")
+    model.reply(_draft([["I1"], ["I4"]]))
+    assisted.ok("POST", circle.path("/synthesis"), client)
+    schema = model.received[1].body["response_format"]["json_schema"]["schema"]
+    labelled = {t["number"] for t in made["themes"] if t["label_source"] == "model"}
+    assert schema["properties"]["labels"]["maxItems"] == len(
+        [t for t in assisted.ok("GET", circle.path("/ideas"), client)["themes"]]
+    ) - len(labelled)
+    assert "I4" in schema["$defs"]["ModelQuestion"]["properties"]["ideas"]["items"]["enum"]
     circle.phase("consultation", "end")
     circle.phase("synthesis", "start")
     posted = assisted.ok(

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
@@ -46,6 +47,7 @@ from companion.synthesis.views import (
 
 MOST_RELEVANT = 3
 MOST_CITED = 6  # beyond this a statement is marked `broad`: its citations say little
+CITE_AT_MOST = 5  # what the prompt asks, and what the answer's schema allows
 LABEL_WORDS = 8
 PURPOSE = "synthesis.draft"
 
@@ -96,6 +98,33 @@ class ModelDraft(BaseModel):
     labels: list[ModelLabel] = Field(max_length=20)
     questions: list[ModelQuestion] = Field(min_length=1, max_length=4)
     actions: list[ModelAction] = Field(min_length=2, max_length=4)
+
+
+def answer_schema(unlabelled: Sequence[int], refs: Sequence[str]) -> type[ModelDraft]:
+    """ModelDraft, with a JSON schema narrowed to this run: labels only for the `unlabelled`
+    themes, citations only of known refs, one to CITE_AT_MOST each. A server that decodes under
+    the schema (llama.cpp turns it into a grammar) then cannot spend tokens on what the checks
+    would drop: a small model otherwise relabels every theme and cites every idea, which made
+    the answer twice as long. Validation stays ModelDraft's: the checks below decide."""
+
+    class Narrowed(ModelDraft):
+        @classmethod
+        def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            schema = super().model_json_schema(*args, **kwargs)
+            defs = schema["$defs"]
+            schema["properties"]["labels"]["maxItems"] = len(unlabelled)
+            if unlabelled:
+                defs["ModelLabel"]["properties"]["theme"]["enum"] = list(unlabelled)
+            for name in ("ModelQuestion", "ModelAction"):
+                defs[name]["properties"]["ideas"].update(
+                    items={"type": "string", "enum": list(refs)},
+                    minItems=1,
+                    maxItems=CITE_AT_MOST,
+                )
+            return schema
+
+    Narrowed.__name__ = Narrowed.__qualname__ = ModelDraft.__name__
+    return Narrowed
 
 
 class StoredDraft(BaseModel):
@@ -298,13 +327,14 @@ def compose(
     )
     # Labels only for themes the model has never labelled: generating is the slow part, and a
     # theme that grew keeps its label (shown as not current) until a run has time for it.
-    unlabelled = [str(t.number) for t in found.ideas.themes if t.label_source != LabelSource.model]
-    task = prompt("synthesis", "task", lang).render(themes=", ".join(unlabelled) or "-")
+    unlabelled = [t.number for t in found.ideas.themes if t.label_source != LabelSource.model]
+    task = prompt("synthesis", "task", lang).render(themes=", ".join(map(str, unlabelled)) or "-")
+    schema = answer_schema(unlabelled, [i.ref for i in found.all_ideas])
     messages = [Message("user", f"{head}\n{task}")]
     best: StoredDraft | None = None
     for attempt in range(2):
         try:
-            answer = gateway.complete(group, PURPOSE, messages, ModelDraft, progress)
+            answer = gateway.complete(group, PURPOSE, messages, schema, progress)
         except ModelOutputInvalid:
             if best is None:
                 raise
