@@ -97,11 +97,15 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=1.0, help="times real time")
     parser.add_argument("--language", choices=sorted(SENTENCES), default="fr")
     args = parser.parse_args()
+    run(args.live_seconds, args.chunk, args.speed, args.language)
 
+
+def run(live_seconds: float, chunk: float, speed: float, language: str) -> None:
+    """Stream `live_seconds` of speech and print the figures (also `transcription.py --live`)."""
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         settings = Settings(data_dir=directory / "data", llm_local_model="off")
-        ogg = make_speech(directory, args.live_seconds, args.language, "ogg")
+        ogg = make_speech(directory, live_seconds, language, "ogg")
         clip = directory / "speech16k.wav"
         subprocess.run(
             ["ffmpeg", "-loglevel", "error", "-i", str(ogg), "-ar", "16000", "-ac", "1", str(clip)],
@@ -117,16 +121,16 @@ def main() -> None:
             f"{settings.live_hold_s:.0f} s"
         )
         print(
-            f"audio: {len(pcm) / 2 / RATE:.0f} s of espeak-ng {args.language} speech, "
-            f"{args.chunk:g}-s PCM16 chunks at {args.speed:g}x real time"
+            f"audio: {len(pcm) / 2 / RATE:.0f} s of espeak-ng {language} speech, "
+            f"{chunk:g}-s PCM16 chunks at {speed:g}x real time"
         )
         whisper = WhisperTranscriber(spec)
-        list(whisper.transcribe(str(clip), args.language))  # warm-up: the model is loaded
+        list(whisper.transcribe(str(clip), language))  # warm-up: the model is loaded
         with TestClient(create_app(settings)) as client:
-            session = Session(client, settings, args.language)
-            delay, segments, passes = stream(session, pcm, args.chunk, args.speed)
+            session = Session(client, settings, language)
+            delay, segments, passes = stream(session, pcm, chunk, speed)
         started = time.perf_counter()
-        whole = list(whisper.transcribe(str(clip), args.language))
+        whole = list(whisper.transcribe(str(clip), language))
         whole_s = time.perf_counter() - started
     live_words = words(" ".join(s["text"] for s in segments))
     whole_words = words(" ".join(s.text for s in whole))

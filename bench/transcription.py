@@ -11,7 +11,9 @@ COMPANION_SPEECH_CPU_THREADS threads (default 2), after one warm-up each:
   -> decode, transcribe, seal and store the segments -> the client sees `done` (polling every
   50 ms) and reads the transcript.
 
-Prints the median of each and their ratio (target <= 1.10).
+Prints the median of each and their ratio (target <= 1.10). With `--live-seconds N` it then
+measures live mode on N seconds of the same kind of speech (bench/live.py): the delay from the
+last chunk to the complete transcript, and the WER of the live vs the whole-file transcript.
 """
 
 from __future__ import annotations
@@ -167,6 +169,9 @@ def main() -> None:
     parser.add_argument("--format", choices=sorted(FORMATS), default="ogg")
     parser.add_argument("--language", choices=sorted(SENTENCES), default="fr")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--live-seconds", type=float, default=0, help="then live mode on this much speech"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -211,6 +216,11 @@ def main() -> None:
         )
         print("service breakdown:\n  " + "\n  ".join(breakdown[1:]))
         print(f"ratio service/bare:  {s / b:.3f} (target <= 1.10)")
+    if args.live_seconds:
+        import live  # bench/live.py, next to this file (it imports this one)
+
+        print(f"\nlive mode, {args.live_seconds:.0f} s:")
+        live.run(args.live_seconds, 2.0, 1.0, args.language)
 
 
 if __name__ == "__main__":
