@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
 from companion.assist.clarity import Kind, classify, questions_in
-from companion.assist.contract import key_words, problems
+from companion.assist.contract import key_words, problems, rules
 from companion.method.phases import Language
 from tests.doubles.openai_double import OpenAIDouble
 from tests.world import Api, Circle
@@ -65,6 +66,15 @@ def test_contract_checks():
     long = "Comment puis-je " + " ".join(["vraiment"] * 25) + " le reporting ?"
     assert any("more than 25" in p for p in problems(long, FR, keys))
     assert any("key words" in p for p in problems("Comment puis-je être heureux ?", FR, keys))
+    # Elided words count by their content; "en tenant compte" is no solution.
+    elided = key_words(["J'ai une équipe de huit personnes et l'équipe s'épuise."], FR)
+    assert elided[0] == "équipe"
+    assert "j'ai" not in elided
+    assert "huit" not in elided
+    assert (
+        problems("Comment puis-je soutenir l'équipe en tenant compte de ses limites ?", FR, elided)
+        == []
+    )
     assert (
         problems("How can I hand the monthly reporting over to my team?", EN, ["reporting"]) == []
     )
@@ -157,6 +167,26 @@ def _contract_ready(api: Api) -> Circle:
     return circle
 
 
+def test_the_answer_pattern_admits_the_forms_the_checks_pass():
+    pattern = {lang: re.compile(rules(lang).answer_pattern) for lang in (FR, EN)}
+    keys = ["reporting"]
+    good = {
+        FR: [
+            "Comment puis-je confier le reporting à mon équipe ?",
+            "Dans cette séance, j'aimerais que vous m'aidiez à partager le reporting.",
+        ],
+        EN: ["How can I hand the monthly reporting over to my team?"],
+    }
+    for lang, texts in good.items():
+        for text in texts:
+            assert pattern[lang].fullmatch(text)
+            assert problems(text, lang, keys) == []
+    for text in ["Comment puis-je déléguer ? Et le reporting ?", "Le reporting est lourd."]:
+        assert not pattern[FR].fullmatch(text)  # what fails on form cannot be decoded
+        assert problems(text, FR, keys)
+    assert not pattern[FR].fullmatch("Comment puis-je " + "x" * 200 + " ?")
+
+
 def test_contract_drafts_keep_what_passes_and_regenerate_the_rest(assisted, model_double):
     circle = _contract_ready(assisted)
     model_double.reply(
@@ -187,6 +217,13 @@ def test_contract_drafts_keep_what_passes_and_regenerate_the_rest(assisted, mode
     assert "reporting" in drafts["key_words"]
     second_prompt = model_double.received[1].body["messages"][-1]["content"]
     assert "en déléguant" in second_prompt  # the failures and their reasons went back
+    # Each answer's schema asks for as many candidates as are missing, of the right form.
+    wanted = [
+        r.body["response_format"]["json_schema"]["schema"]["properties"]["candidates"]
+        for r in model_double.received
+    ]
+    assert [(w["minItems"], w["maxItems"]) for w in wanted] == [(3, 3), (2, 2)]
+    assert wanted[0]["items"]["pattern"].startswith("^(Comment puis-je")
     assert "solution" in second_prompt
     # The client confirms one (possibly edited): that is the contract.
     chosen = drafts["candidates"][0]["text"]

@@ -164,6 +164,16 @@ def test_summary_is_stored_sealed_and_a_new_run_replaces_it(assisted, model_doub
     )
     for plain in ("Annoncer", "temps restant", "change", "Le client écoute"):
         assert plain.encode() not in bytes(raw)
+    # The group can find its regulation points again in its memory: the last ones only.
+    found = assisted.ok(
+        "GET",
+        f"/groups/{circle.group_id}/memory/search",
+        circle.consultants[0][1],
+        params={"q": "annoncer le temps restant", "kind": "regulation"},
+    )["hits"]
+    assert len(found) == 1
+    assert found[0]["snippet"] == "change: Annoncer le temps restant à chaque phase."
+    assert found[0]["session_id"] == circle.session_id
 
 
 def test_summary_waits_for_phase_6(assisted, model_double):

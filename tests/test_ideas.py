@@ -244,9 +244,8 @@ def test_the_client_gets_an_outline_then_a_cited_draft(assisted, model):
     assisted.ok("POST", circle.path("/synthesis"), client)
     schema = model.received[1].body["response_format"]["json_schema"]["schema"]
     labelled = {t["number"] for t in made["themes"] if t["label_source"] == "model"}
-    assert schema["properties"]["labels"]["maxItems"] == len(
-        [t for t in assisted.ok("GET", circle.path("/ideas"), client)["themes"]]
-    ) - len(labelled)
+    themes = assisted.ok("GET", circle.path("/ideas"), client)["themes"]
+    assert schema["properties"]["labels"]["maxItems"] == len(themes) - len(labelled)
     assert "I4" in schema["$defs"]["ModelQuestion"]["properties"]["ideas"]["items"]["enum"]
     circle.phase("consultation", "end")
     circle.phase("synthesis", "start")

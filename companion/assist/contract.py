@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -34,6 +35,7 @@ class Rules:
     solution_markers: list[re.Pattern[str]]
     stopwords: frozenset[str]
     feedback: str
+    answer_pattern: str
 
 
 @cache
@@ -46,6 +48,7 @@ def rules(language: Language) -> Rules:
         solution_markers=[re.compile(p, re.IGNORECASE) for p in raw["solution_markers"]],
         stopwords=frozenset(raw["stopwords"].split()),
         feedback=raw["feedback"],
+        answer_pattern=raw["answer_pattern"],
     )
 
 
@@ -54,8 +57,9 @@ def words(text: str) -> list[str]:
 
 
 def _stem(word: str) -> str:
-    # Enough to match "délègue" with "déléguer" or "delegate" with "delegating".
-    return word[:5]
+    # Enough to match "délègue" with "déléguer" or "delegate" with "delegating"; an elided
+    # article or pronoun goes first ("l'équipe" is "équipe", "j'ai" is "ai").
+    return word.rsplit("'", 1)[-1][:5]
 
 
 def key_words(texts: Sequence[str], language: Language, limit: int = KEY_WORDS) -> list[str]:
@@ -64,7 +68,7 @@ def key_words(texts: Sequence[str], language: Language, limit: int = KEY_WORDS) 
     counts: Counter[str] = Counter()
     first: dict[str, int] = {}
     for text in texts:
-        for word in words(text):
+        for word in (w.rsplit("'", 1)[-1] for w in words(text)):
             if len(word) >= 4 and word not in stop and not word.isdigit():
                 counts[word] += 1
                 first.setdefault(word, len(first))
@@ -105,6 +109,27 @@ class Drafts(BaseModel):
     candidates: list[str] = Field(min_length=1, max_length=6)
 
 
+def answer_schema(language: Language, count: int) -> type[Drafts]:
+    """Drafts, with a JSON schema narrowed to `count` candidates of the form the checks want
+    (`answer_pattern`: an opener, one sentence, bounded length). A server that decodes under the
+    schema (llama.cpp makes it a grammar) cannot then propose a candidate that fails on form;
+    what a pattern cannot say (no solution built in, the client's key words) is still checked
+    after. Validation stays Drafts': the checks decide."""
+    pattern = rules(language).answer_pattern
+
+    class Narrowed(Drafts):
+        @classmethod
+        def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            schema = super().model_json_schema(*args, **kwargs)
+            schema["properties"]["candidates"].update(
+                items={"type": "string", "pattern": pattern}, minItems=count, maxItems=count
+            )
+            return schema
+
+    Narrowed.__name__ = Narrowed.__qualname__ = Drafts.__name__
+    return Narrowed
+
+
 class Candidate(BaseModel):
     text: str
     problems: list[str]
@@ -139,7 +164,8 @@ def draft(
             key_words=", ".join(keys) or "-",
             feedback=feedback,
         )
-        answer = gateway.complete(group, "contract.draft", [Message("user", text)], Drafts)
+        schema = answer_schema(language, wanted)
+        answer = gateway.complete(group, "contract.draft", [Message("user", text)], schema)
         failed: list[Candidate] = []
         for proposal in answer.candidates:
             candidate = Candidate(

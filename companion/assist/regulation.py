@@ -33,6 +33,8 @@ from companion.audit import service as audit
 from companion.errors import Conflict, Invalid
 from companion.llm.errors import ModelOutputInvalid
 from companion.llm.gateway import LLMGateway, Message
+from companion.memory import outbox as memory
+from companion.memory.views import MemoryKind
 from companion.method.contract import sentences
 from companion.method.phases import Language, Phase
 from companion.sessions import content
@@ -307,6 +309,7 @@ def _store(
         ]
     )
     keys.seal(session.group_id, row, "body", body.model_dump_json())
+    memory.enqueue(db, session.group_id, MemoryKind.regulation, row.id)
     row.basis = basis(found)
     row.edited = edited_by is not None
     row.edited_by = edited_by

@@ -1,12 +1,13 @@
 """What goes into a group's memory, read from the database (where it is sealed) and opened.
 
-One memory per note, contract, action (with its progress notes), learning, transcript segment
-and consultation theme (its label, then its ideas); its id is '<kind>-<source id>', so indexing
+One memory per note, contract, action (with its progress notes), learning, transcript segment,
+consultation theme (its label, then its ideas) and regulation summary (its points); its id is '<kind>-<source id>', so indexing
 the same source again replaces it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,7 @@ from companion.store.models import (
     Idea,
     Learning,
     Note,
+    RegulationSummary,
     Theme,
     TranscriptionJob,
     TranscriptSegment,
@@ -156,6 +158,21 @@ def _theme(db: Session, keys: Keyring, group_id: str, theme: Theme) -> MemoryIte
     )
 
 
+def _regulation(keys: Keyring, group_id: str, row: RegulationSummary) -> MemoryItem:
+    # The points as JSON (see companion/assist/regulation.py StoredPoints): kind and text.
+    points = json.loads(keys.open(group_id, row, "body"))["points"]
+    return MemoryItem(
+        group_id,
+        MemoryKind.regulation,
+        row.id,
+        row.session_id,
+        "learning",
+        row.edited_by,
+        row.updated_at,
+        "\n".join(f"{p['kind']}: {p['text']}" for p in points),
+    )
+
+
 def _in_group(db: Session, group_id: str, session_id: str) -> bool:
     session = db.get(CodevSession, session_id)
     return session is not None and session.group_id == group_id
@@ -192,6 +209,11 @@ def load(
         if segment is None or not _in_group(db, group_id, segment.session_id):
             return None
         return _segment(db, keys, group_id, segment)
+    if kind is MemoryKind.regulation:
+        summary = db.get(RegulationSummary, source_id)
+        if summary is None or not _in_group(db, group_id, summary.session_id):
+            return None
+        return _regulation(keys, group_id, summary)
     learning = db.get(Learning, source_id)
     if learning is None or not _in_group(db, group_id, learning.session_id):
         return None
@@ -225,3 +247,7 @@ def all_items(db: Session, keys: Keyring, group_id: str) -> Iterator[MemoryItem]
         yield _segment(db, keys, group_id, segment)
     for theme in db.scalars(select(Theme).where(Theme.session_id.in_(sessions))):
         yield _theme(db, keys, group_id, theme)
+    for summary in db.scalars(
+        select(RegulationSummary).where(RegulationSummary.session_id.in_(sessions))
+    ):
+        yield _regulation(keys, group_id, summary)

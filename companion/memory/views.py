@@ -16,6 +16,7 @@ class MemoryKind(StrEnum):
     learning = "learning"
     segment = "segment"  # a transcript segment (its corrected text when edited)
     theme = "theme"  # a consultation theme: its label and its ideas, as grouped
+    regulation = "regulation"  # a session's regulation points (keep / change), as last made
 
 
 class MemoryHit(BaseModel):
