@@ -185,6 +185,11 @@ def test_the_answer_pattern_admits_the_forms_the_checks_pass():
         assert not pattern[FR].fullmatch(text)  # what fails on form cannot be decoded
         assert problems(text, FR, keys)
     assert not pattern[FR].fullmatch("Comment puis-je " + "x" * 200 + " ?")
+    too_long = "In this session, I would like you to help me " + "fix it " * 14 + "now."
+    assert any("more than 25" in p for p in problems(too_long, EN, ["fix"]))
+    assert not pattern[EN].fullmatch(too_long)
+    # A possessive is the word itself.
+    assert problems("How can I address the team's resistance?", EN, ["team"]) == []
 
 
 def test_contract_drafts_keep_what_passes_and_regenerate_the_rest(assisted, model_double):
@@ -223,7 +228,7 @@ def test_contract_drafts_keep_what_passes_and_regenerate_the_rest(assisted, mode
         for r in model_double.received
     ]
     assert [(w["minItems"], w["maxItems"]) for w in wanted] == [(3, 3), (2, 2)]
-    assert wanted[0]["items"]["pattern"].startswith("^(Comment puis-je")
+    assert wanted[0]["items"]["pattern"].startswith("^(Comment (puis|pourrais)-je")
     assert "solution" in second_prompt
     # The client confirms one (possibly edited): that is the contract.
     chosen = drafts["candidates"][0]["text"]

@@ -23,7 +23,7 @@ from companion.method.contract import one_sentence_problem
 from companion.method.phases import Language
 
 _WORD = re.compile(r"[\w'’-]+", re.UNICODE)
-KEY_WORDS = 6
+KEY_WORDS = 10  # the client's words a candidate may reuse (any one will do)
 CANDIDATES = 3
 
 
@@ -56,10 +56,17 @@ def words(text: str) -> list[str]:
     return [w.lower().strip("'-") for w in _WORD.findall(normalise(text))]
 
 
+_ELIDED = re.compile(r"^(qu|[a-z])'|'s$")
+
+
+def _content(word: str) -> str:
+    """The word without an elided article or pronoun ("l'équipe", "j'ai") or a possessive 's."""
+    return _ELIDED.sub("", word)
+
+
 def _stem(word: str) -> str:
-    # Enough to match "délègue" with "déléguer" or "delegate" with "delegating"; an elided
-    # article or pronoun goes first ("l'équipe" is "équipe", "j'ai" is "ai").
-    return word.rsplit("'", 1)[-1][:5]
+    # Enough to match "délègue" with "déléguer" or "delegate" with "delegating".
+    return _content(word)[:5]
 
 
 def key_words(texts: Sequence[str], language: Language, limit: int = KEY_WORDS) -> list[str]:
@@ -68,7 +75,7 @@ def key_words(texts: Sequence[str], language: Language, limit: int = KEY_WORDS) 
     counts: Counter[str] = Counter()
     first: dict[str, int] = {}
     for text in texts:
-        for word in (w.rsplit("'", 1)[-1] for w in words(text)):
+        for word in map(_content, words(text)):
             if len(word) >= 4 and word not in stop and not word.isdigit():
                 counts[word] += 1
                 first.setdefault(word, len(first))
