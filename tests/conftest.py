@@ -16,6 +16,7 @@ from sqlalchemy.exc import ProgrammingError
 
 from api.main import create_app
 from companion.config import Settings
+from tests.doubles.openai_double import OpenAIDouble
 from tests.world import Api
 
 POSTGRES_URL = os.environ.get("COMPANION_TEST_POSTGRES_URL")
@@ -91,3 +92,18 @@ def client(settings: Settings) -> Iterator[TestClient]:
 @pytest.fixture
 def api(client: TestClient, settings: Settings) -> Api:
     return Api.bootstrap(client, settings)
+
+
+@pytest.fixture
+def model_double() -> Iterator[OpenAIDouble]:
+    """An OpenAI-compatible HTTP server (a test double) that answers with queued replies."""
+    with OpenAIDouble() as double:
+        yield double
+
+
+@pytest.fixture
+def assisted(settings: Settings, model_double: OpenAIDouble) -> Iterator[Api]:
+    """The API with its language model pointed at `model_double`."""
+    update = {"llm_base_url": model_double.url}
+    with TestClient(create_app(settings.model_copy(update=update))) as c:
+        yield Api.bootstrap(c, settings)

@@ -12,7 +12,6 @@ from api.main import create_app
 from companion.assist.clarity import Kind, classify, questions_in
 from companion.assist.contract import key_words, problems, rules
 from companion.method.phases import Language
-from tests.doubles.openai_double import OpenAIDouble
 from tests.world import Api, Circle
 
 FR, EN = Language.fr, Language.en
@@ -126,20 +125,6 @@ def test_client_speaking_during_consultation_raises_an_alert(api):
     view = api.ok("GET", circle.path("/clarity"), circle.facilitator[1])
     assert view["alerts"]
     assert "ne répond pas" in view["alerts"][0]
-
-
-@pytest.fixture
-def model_double():
-    with OpenAIDouble() as double:
-        yield double
-
-
-@pytest.fixture
-def assisted(settings, model_double):
-    with TestClient(
-        create_app(settings.model_copy(update={"llm_base_url": model_double.url}))
-    ) as c:
-        yield Api.bootstrap(c, settings)
 
 
 def _contract_ready(api: Api) -> Circle:

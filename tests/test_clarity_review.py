@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -14,7 +13,6 @@ from api.main import create_app
 from companion.assist import clarity_review
 from companion.store.models import ClarityReview
 from companion.vault import DataKey
-from tests.doubles.openai_double import OpenAIDouble
 from tests.world import Api, Circle
 
 EXPOSÉ = "Je dirige une équipe de huit personnes et je fais tout le reporting moi-même."
@@ -33,20 +31,6 @@ def _reviews(*entries: tuple[int, str, str]) -> str:
         {"reviews": [{"number": n, "kind": k, "reason": r} for n, k, r in entries]},
         ensure_ascii=False,
     )
-
-
-@pytest.fixture
-def model_double():
-    with OpenAIDouble() as double:
-        yield double
-
-
-@pytest.fixture
-def assisted(settings, model_double):
-    with TestClient(
-        create_app(settings.model_copy(update={"llm_base_url": model_double.url}))
-    ) as c:
-        yield Api.bootstrap(c, settings)
 
 
 def _clarifying(api: Api, questions: str = QUESTIONS) -> Circle:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from api.main import create_app
-from tests.doubles.openai_double import OpenAIDouble
 from tests.world import Api, Circle
 
 
@@ -62,20 +60,6 @@ LEARNINGS = [
     ("consultant", "La clarification a trop duré ; j'ai posé des questions fermées.", 3),
     ("consultant", "Je retiens de ne pas donner de conseil déguisé.", 4),
 ]
-
-
-@pytest.fixture
-def model_double():
-    with OpenAIDouble() as double:
-        yield double
-
-
-@pytest.fixture
-def assisted(settings, model_double):
-    with TestClient(
-        create_app(settings.model_copy(update={"llm_base_url": model_double.url}))
-    ) as c:
-        yield Api.bootstrap(c, settings)
 
 
 def _in_learning(api: Api, texts=LEARNINGS, **circle: Any) -> Circle:

@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.main import create_app
 from companion.store.models import PhaseRun
 from tests.doubles.openai_double import OpenAIDouble
-from tests.world import Api, Circle
+from tests.world import Circle
 
 ORDER = ["presentation", "clarification", "contract", "consultation", "synthesis", "learning"]
 
@@ -114,20 +111,6 @@ def test_empty_plan_has_no_calendar(api):
 
 
 # --- the previous session's regulation points --------------------------------------------------
-
-
-@pytest.fixture
-def model_double():
-    with OpenAIDouble() as double:
-        yield double
-
-
-@pytest.fixture
-def assisted(settings, model_double):
-    with TestClient(
-        create_app(settings.model_copy(update={"llm_base_url": model_double.url}))
-    ) as c:
-        yield Api.bootstrap(c, settings)
 
 
 def _ran_long(circle: Circle, phase: str, minutes: float) -> None:

@@ -18,7 +18,6 @@ from companion.ideas.split import split
 from companion.ideas.views import IdeasView, IdeaView, ThemeView
 from companion.method.phases import Language
 from companion.synthesis import service as synthesis
-from tests.doubles.openai_double import OpenAIDouble
 from tests.world import Api, Circle
 
 DELEGATION = "Moi je confierais le tableau de bord mensuel à Anatole, pour commencer petit."
@@ -144,15 +143,8 @@ def test_ideas_need_the_consultation(api):
 
 
 @pytest.fixture
-def model():
-    with OpenAIDouble() as double:
-        yield double
-
-
-@pytest.fixture
-def assisted(settings, model):
-    with TestClient(create_app(settings.model_copy(update={"llm_base_url": model.url}))) as c:
-        yield Api.bootstrap(c, settings)
+def model(model_double):
+    return model_double
 
 
 def _ready(api: Api) -> Circle:

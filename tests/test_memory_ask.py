@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
 from api.main import create_app
 from companion.assist.ask import MemoryAnswer
-from companion.config import Settings
 from tests.doubles.openai_double import OpenAIDouble
 from tests.world import Api, Circle
 
@@ -30,20 +27,6 @@ NOTES = [
 ELSEWHERE = "Secret de l'autre groupe : nous avons suggéré de déléguer toute la paie à Paul."
 QUESTION = "Qu'avons-nous suggéré sur la délégation ?"
 SOURCE = re.compile(r'<source n="(\d+)"[^>]*>(.*?)</source>', re.DOTALL)
-
-
-@pytest.fixture
-def model_double() -> Iterator[OpenAIDouble]:
-    with OpenAIDouble() as double:
-        yield double
-
-
-@pytest.fixture
-def assisted(settings: Settings, model_double: OpenAIDouble) -> Iterator[Api]:
-    with TestClient(
-        create_app(settings.model_copy(update={"llm_base_url": model_double.url}))
-    ) as c:
-        yield Api.bootstrap(c, settings)
 
 
 def with_notes(api: Api, bodies: list[str] = NOTES, **kwargs: Any) -> tuple[Circle, list[str]]:
