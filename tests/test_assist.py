@@ -65,6 +65,10 @@ def test_contract_checks():
     long = "Comment puis-je " + " ".join(["vraiment"] * 25) + " le reporting ?"
     assert any("more than 25" in p for p in problems(long, FR, keys))
     assert any("key words" in p for p in problems("Comment puis-je être heureux ?", FR, keys))
+    assert any(
+        "help the group" in p
+        for p in problems("Comment puis-je aider le groupe à alléger le reporting ?", FR, keys)
+    )
     # Elided words count by their content; "en tenant compte" is no solution.
     elided = key_words(["J'ai une équipe de huit personnes et l'équipe s'épuise."], FR)
     assert elided[0] == "équipe"
@@ -173,6 +177,7 @@ def test_the_answer_pattern_admits_the_forms_the_checks_pass():
     too_long = "In this session, I would like you to help me " + "fix it " * 14 + "now."
     assert any("more than 25" in p for p in problems(too_long, EN, ["fix"]))
     assert not pattern[EN].fullmatch(too_long)
+    assert not pattern[EN].fullmatch("How can I improve our digital转型?")  # Latin script only
     # A possessive is the word itself.
     assert problems("How can I address the team's resistance?", EN, ["team"]) == []
 

@@ -1,5 +1,9 @@
 """Assistance quality on labelled cases (bench/eval/cases.<lang>.json), with figures printed.
 
+The clarity figures are also printed for bench/eval/heldout.<lang>.json: questions written
+after the cues were tuned on cases.<lang>.json and never used to tune them (keep it so: a cue
+added for a held-out question makes its figures meaningless).
+
     python bench/eval/run.py                 # clarity cues only (no model)
     python bench/eval/run.py --clarity-model # also the model's review of cue-less questions
     python bench/eval/run.py --contract      # also contract drafts through the configured model
@@ -38,8 +42,11 @@ HERE = Path(__file__).parent
 FLAGS = {"disguised_advice", "judgment"}
 
 
-def load(language: Language) -> list[dict]:
-    return json.loads((HERE / f"cases.{language}.json").read_text(encoding="utf-8"))
+SETS = {"tuned": "cases", "held-out": "heldout"}  # clarity sets: name -> file prefix
+
+
+def load(language: Language, prefix: str = "cases") -> list[dict]:
+    return json.loads((HERE / f"{prefix}.{language}.json").read_text(encoding="utf-8"))
 
 
 class EvalGroup:
@@ -72,13 +79,14 @@ def _score(name: str, language: Language, results: list[tuple[str, str, str]]) -
 
 def eval_clarity() -> None:
     print("clarity cues (no model)")
-    for language in Language:
-        results = []
-        for case in load(language):
-            for question, label in case["questions"]:
-                kind, _cue = clarity.classify(question, language)
-                results.append((question, label, str(kind)))
-        _score("cues", language, results)
+    for name, prefix in SETS.items():
+        for language in Language:
+            results = []
+            for case in load(language, prefix):
+                for question, label in case["questions"]:
+                    kind, _cue = clarity.classify(question, language)
+                    results.append((question, label, str(kind)))
+            _score(f"{name}, cues", language, results)
 
 
 def _reviewed(gateway, language: Language, exposé: str, questions: list[str]) -> list[str]:
@@ -104,11 +112,11 @@ def eval_clarity_model() -> None:
         started = time.monotonic()
         gateway = state.llm()
         print(f"  model {gateway.settings.llm_model} ready in {time.monotonic() - started:.1f} s")
-        for language in Language:
+        for (name, prefix), language in ((s, lang) for s in SETS.items() for lang in Language):
             both, alone = [], []
             undecided = calls = 0
             seconds = 0.0
-            for case in load(language):
+            for case in load(language, prefix):
                 questions = [q for q, _ in case["questions"]]
                 labels = [label for _, label in case["questions"]]
                 cues = [clarity.classify(q, language) for q in questions]
@@ -135,11 +143,11 @@ def eval_clarity_model() -> None:
                 calls += 1
                 seconds += time.monotonic() - started
             print(
-                f"  {language}: {undecided} of {len(both)} questions left undecided by the cues; "
+                f"  {language} {name}: {undecided} of {len(both)} questions left undecided by the cues; "
                 f"{calls} model calls, {seconds / calls:.1f} s a call"
             )
-            _score("cues + model review", language, both)
-            _score("model alone, every question", language, alone)
+            _score(f"{name}, cues + model review", language, both)
+            _score(f"{name}, model alone, every question", language, alone)
     finally:
         state.close()
 

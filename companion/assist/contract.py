@@ -36,6 +36,7 @@ class Rules:
     stopwords: frozenset[str]
     feedback: str
     answer_pattern: str
+    misdirected: list[re.Pattern[str]]
 
 
 @cache
@@ -49,6 +50,7 @@ def rules(language: Language) -> Rules:
         stopwords=frozenset(raw["stopwords"].split()),
         feedback=raw["feedback"],
         answer_pattern=raw["answer_pattern"],
+        misdirected=[re.compile(p, re.IGNORECASE) for p in raw["misdirected"]],
     )
 
 
@@ -101,6 +103,8 @@ def problems(candidate: str, language: Language, keys: Sequence[str]) -> list[st
         r"\b(je|j'|i)\b", text, re.IGNORECASE
     ):
         found.append("not in the first person")
+    if any(p.search(text) for p in rule.misdirected):
+        found.append("asks how to help the group, not for the group's help")
     marker = next((m.group(0) for p in rule.solution_markers if (m := p.search(text))), None)
     if marker:
         found.append(f"a solution is built in ('{marker}')")
