@@ -114,17 +114,7 @@ class AssistRunner:
     def due(self) -> list[str]:
         with self._guard:
             poked, self._poked = self._poked, set()
-        since = utcnow() - AFTER_PHASE
-        with self.sessions() as db:
-            running = db.scalars(
-                select(PhaseRun.session_id)
-                .join(CodevSession, CodevSession.id == PhaseRun.session_id)
-                .where(
-                    PhaseRun.phase == Phase.consultation,
-                    or_(PhaseRun.ended_at.is_(None), PhaseRun.ended_at >= since),
-                )
-            ).all()
-        return sorted(poked) + [s for s in running if s not in poked]
+        return self._with_phase(poked, Phase.consultation, AFTER_PHASE, open_only=False)
 
     def due_clarity(self) -> list[str]:
         """Sessions whose clarifying questions may await the model: phase 2 running or just
@@ -133,17 +123,24 @@ class AssistRunner:
             poked, self._poked_clarity = self._poked_clarity, set()
         if not self.model_configured():
             return []
-        since = utcnow() - AFTER_CLARIFICATION
+        return self._with_phase(poked, Phase.clarification, AFTER_CLARIFICATION, open_only=True)
+
+    def _with_phase(
+        self, poked: set[str], phase: Phase, after: timedelta, *, open_only: bool
+    ) -> list[str]:
+        """The poked sessions first, then those whose `phase` runs or ended within `after`."""
+        query = (
+            select(PhaseRun.session_id)
+            .join(CodevSession, CodevSession.id == PhaseRun.session_id)
+            .where(
+                PhaseRun.phase == phase,
+                or_(PhaseRun.ended_at.is_(None), PhaseRun.ended_at >= utcnow() - after),
+            )
+        )
+        if open_only:
+            query = query.where(CodevSession.closed_at.is_(None))
         with self.sessions() as db:
-            running = db.scalars(
-                select(PhaseRun.session_id)
-                .join(CodevSession, CodevSession.id == PhaseRun.session_id)
-                .where(
-                    PhaseRun.phase == Phase.clarification,
-                    CodevSession.closed_at.is_(None),
-                    or_(PhaseRun.ended_at.is_(None), PhaseRun.ended_at >= since),
-                )
-            ).all()
+            running = db.scalars(query).all()
         return sorted(poked) + [s for s in running if s not in poked]
 
     def review_clarity(self, session_id: str) -> None:
