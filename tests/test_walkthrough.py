@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -39,6 +40,10 @@ def test_walkthrough_runs_against_a_served_instance(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # The walkthrough is text only. Where a local model is installed, the background review
+        # of its clarifying questions would load it, and a stop waits for a load under way (so
+        # no model server outlives the service): seconds on a busy machine.
+        env={**os.environ, "COMPANION_LLM_LOCAL_MODEL": "off"},
     )
     try:
         base = f"http://127.0.0.1:{port}"
