@@ -230,6 +230,8 @@ def test_the_client_gets_an_outline_then_a_cited_draft(assisted, model):
     cites = schema["$defs"]["ModelAction"]["properties"]["ideas"]
     assert cites["items"]["enum"] == ["I1", "I2", "I3"]
     assert cites["maxItems"] == 5
+    action = schema["$defs"]["ModelAction"]["properties"]
+    assert action["first_step"]["maxLength"] < 200  # brief: generating is the slow part
 
     _note(circle, circle.consultants[0], "Tu pourrais aussi automatiser l'export des chiffres.")
     model.reply(_draft([["I1"], ["I4"]]))

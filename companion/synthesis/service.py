@@ -48,6 +48,13 @@ from companion.synthesis.views import (
 MOST_RELEVANT = 3
 MOST_CITED = 6  # beyond this a statement is marked `broad`: its citations say little
 CITE_AT_MOST = 5  # what the prompt asks, and what the answer's schema allows
+# The prompt asks for 12 words a text; the schema bounds each at BRIEF_CHARS (generating is
+# the slow part of a draft on a small local model).
+BRIEF_CHARS = 140
+TEXT_FIELDS = (
+    ("ModelQuestion", "text"),
+    *(("ModelAction", f) for f in ("objective", "first_step", "resources", "indicator")),
+)
 LABEL_WORDS = 8
 PURPOSE = "synthesis.draft"
 
@@ -115,6 +122,8 @@ def answer_schema(unlabelled: Sequence[int], refs: Sequence[str]) -> type[ModelD
             schema["properties"]["labels"]["maxItems"] = len(unlabelled)
             if unlabelled:
                 defs["ModelLabel"]["properties"]["theme"]["enum"] = list(unlabelled)
+            for name, field in TEXT_FIELDS:
+                defs[name]["properties"][field]["maxLength"] = BRIEF_CHARS
             for name in ("ModelQuestion", "ModelAction"):
                 defs[name]["properties"]["ideas"].update(
                     items={"type": "string", "enum": list(refs)},
