@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from api.main import create_app
 from companion.assist import clarity_review
+from companion.method.phases import Phase
 from companion.store.models import ClarityReview
 from companion.vault import DataKey
 from tests.world import Api, Circle
@@ -315,3 +316,16 @@ def test_fingerprints_are_keyed_per_group_and_purpose():
     assert one.fingerprint("clarity.question", text) != two.fingerprint("clarity.question", text)
     assert one.fingerprint("clarity.question", text) != one.fingerprint("other", text)
     assert hashlib.sha256(text).hexdigest() != one.fingerprint("clarity.question", text)
+
+
+def test_a_new_or_corrected_text_pokes_what_depends_on_its_phase(assisted):
+    circle = _clarifying(assisted)
+    runner = assisted.client.app.state.assist  # type: ignore[attr-defined]
+    assert runner._poked_clarity == {circle.session_id}  # the notes of phase 2
+    assert runner._poked == set()
+    runner._poked_clarity.clear()
+    runner.changed("s-4", Phase.consultation)
+    runner.changed("s-6", Phase.learning)
+    runner.changed("s-2", Phase.clarification)
+    assert runner._poked == {"s-4"}
+    assert runner._poked_clarity == {"s-2"}

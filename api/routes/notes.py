@@ -28,8 +28,6 @@ def add_note(
 ) -> NoteView:
     """A typed note for the phase that is running, attributed to its author."""
     note = content.add_note(db, keys, ctx.user, ctx.session, spec.body)
-    if note.phase == Phase.consultation:  # after the commit: its ideas are grouped at once
-        background.add_task(request.app.state.assist.poke, ctx.session.id)
-    elif note.phase == Phase.clarification:  # its questions no cue decides go to the model
-        background.add_task(request.app.state.assist.poke_clarity, ctx.session.id)
+    # After the commit: ideas are grouped, or questions reviewed, at once.
+    background.add_task(request.app.state.assist.changed, ctx.session.id, note.phase)
     return next(n for n in content.notes(db, keys, ctx.session) if n.id == note.id)

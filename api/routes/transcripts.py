@@ -129,7 +129,16 @@ def get_transcript(
 
 @router.patch("/transcript/segments/{segment_id}")
 def edit_segment(
-    segment_id: str, spec: SegmentEdit, ctx: SessionParticipant, db: SessionDep, keys: KeysDep
+    segment_id: str,
+    spec: SegmentEdit,
+    ctx: SessionParticipant,
+    db: SessionDep,
+    keys: KeysDep,
+    request: Request,
+    background: BackgroundTasks,
 ) -> SegmentView:
-    """A participant corrects a segment's text; later assistance uses the corrected text."""
-    return jobs.edit_segment(db, keys, ctx.user, ctx.session, segment_id, spec.text)
+    """A participant corrects a segment's text; later assistance uses the corrected text (the
+    ideas and the clarity review are refreshed at once)."""
+    segment = jobs.edit_segment(db, keys, ctx.user, ctx.session, segment_id, spec.text)
+    background.add_task(request.app.state.assist.changed, ctx.session.id, segment.phase)
+    return segment

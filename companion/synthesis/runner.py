@@ -91,6 +91,13 @@ class AssistRunner:
             self._poked_clarity.add(session_id)
         self._wake.set()
 
+    def changed(self, session_id: str, phase: Phase) -> None:
+        """A text of `phase` was added or corrected: refresh what depends on it at once."""
+        if phase == Phase.consultation:
+            self.poke(session_id)
+        elif phase == Phase.clarification:
+            self.poke_clarity(session_id)
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.settings.assist_poll_s)
