@@ -7,6 +7,7 @@ double of tests/doubles, which answers what each test queues.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import date
 
@@ -406,3 +407,44 @@ def test_a_statement_citing_nearly_every_idea_is_marked_broad():
     assert problems == []
     assert [a.broad for a in draft.actions] == [True, False]
     assert draft.actions[1].due_date == date(2026, 1, 19)  # two weeks on
+
+
+def test_ending_phase_4_gives_up_a_draft_run_older_than_the_last_ideas(assisted, model):
+    circle = _ready(assisted)
+    client = circle.client[1]
+    runner = assisted.client.app.state.assist  # type: ignore[attr-defined]
+    model.reply(_draft([["I1"], ["I2"]]), chunk_delay_s=0.05)  # a run of a few seconds
+    worker = threading.Thread(target=runner.work, args=(circle.session_id,))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while synthesis.writing(circle.session_id) in (None, 0) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert synthesis.writing(circle.session_id)  # the model is writing
+    _note(circle, circle.consultants[0], "Tu pourrais aussi automatiser l'export des chiffres.")
+    circle.phase("consultation", "end")  # its background task gives the stale run up
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+    assert assisted.ok("GET", circle.path("/synthesis"), client)["status"] == "pending"
+    assert circle.session_id in runner._poked  # drafted again at once, with every idea
+    model.reply(_draft([["I1"], ["I4"]]))
+    runner.work(circle.session_id)
+    done = assisted.ok("GET", circle.path("/synthesis"), client)
+    assert done["status"] == "ready"
+    assert done["current"]
+    assert [a["refs"] for a in done["actions"]] == [["I1"], ["I4"]]
+
+
+def test_ending_phase_4_leaves_a_current_draft_run_alone(assisted, model):
+    circle = _ready(assisted)
+    runner = assisted.client.app.state.assist  # type: ignore[attr-defined]
+    model.reply(_draft([["I1"], ["I2"]]), chunk_delay_s=0.02)
+    worker = threading.Thread(target=runner.work, args=(circle.session_id,))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while synthesis.writing(circle.session_id) in (None, 0) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    circle.phase("consultation", "end")  # no idea came after the run started
+    worker.join(timeout=10)
+    done = assisted.ok("GET", circle.path("/synthesis"), circle.client[1])
+    assert done["status"] == "ready"
+    assert done["current"]

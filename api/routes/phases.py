@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, BackgroundTasks, Request
 
 from api.deps import KeysDep, SessionDep, SessionFacilitator, SessionMember
 from companion.method.phases import Phase
@@ -26,8 +26,17 @@ def start_phase(
 
 
 @router.post("/{phase}/end", responses={409: {"description": "Not allowed now."}})
-def end_phase(phase: Phase, ctx: SessionFacilitator, db: SessionDep, keys: KeysDep) -> SessionView:
-    """Ending the last phase closes the session, which becomes read-only."""
+def end_phase(
+    phase: Phase,
+    ctx: SessionFacilitator,
+    db: SessionDep,
+    keys: KeysDep,
+    request: Request,
+    background: BackgroundTasks,
+) -> SessionView:
+    """Ending the last phase closes the session, which becomes read-only. Ending phase 4
+    gets the draft synthesis finished at once (a run made before the last ideas is redone)."""
     session = service.get_session(db, ctx.group, ctx.session.id, lock=True)
     service.move(db, ctx.user, session, phase, start=False)
+    background.add_task(request.app.state.assist.phase_ended, session.id, phase)
     return service.view(db, keys, ctx.group, session)

@@ -363,7 +363,10 @@ class LLMGateway:
                 stream=True,
                 stream_options={"include_usage": True},
             )
-            return _gather(stream, progress)
+            try:
+                return _gather(stream, progress)
+            finally:  # also when `progress` gives up: the server stops writing
+                stream.close()
         except (openai.APITimeoutError, httpx.TimeoutException):  # the latter: mid-stream
             raise ModelUnavailable(
                 f"{where} did not answer within {self.settings.llm_timeout_s:g} s "

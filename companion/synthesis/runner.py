@@ -98,6 +98,17 @@ class AssistRunner:
         elif phase == Phase.clarification:
             self.poke_clarity(session_id)
 
+    def phase_ended(self, session_id: str, phase: Phase) -> None:
+        """At the end of phase 4 a draft run that started before the last ideas is given up,
+        so the draft covering every idea starts now instead of after it."""
+        if phase != Phase.consultation:
+            return
+        with self.sessions() as db:
+            newest = synthesis.newest_text(db, session_id)
+        if synthesis.abandon_if_stale(session_id, newest):
+            log.info("Phase 4 of session %s ended: its stale draft run is given up", session_id)
+        self.poke(session_id)
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.settings.assist_poll_s)
@@ -218,5 +229,8 @@ class AssistRunner:
             return
         try:
             synthesis.make_draft(db, keys, gateway, group, session, found)
+        except synthesis.Superseded:
+            log.info("Draft synthesis of session %s given up for newer ideas", session.id)
+            self.poke(session.id)
         except ModelError as exc:  # stored by make_draft
             log.warning("Draft synthesis of session %s failed: %s", session.id, exc)

@@ -18,12 +18,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from companion.assist.prompts import prompt
@@ -33,9 +33,18 @@ from companion.ideas.grouping import unit
 from companion.ideas.views import IdeasView, IdeaView, LabelSource, ThemeView
 from companion.llm.errors import ModelError, ModelOutputInvalid
 from companion.llm.gateway import GroupRef, LLMGateway, Message, Progress
-from companion.method.phases import Language
+from companion.method.phases import Language, Phase
 from companion.store.keyring import Keyring
-from companion.store.models import CodevSession, Contract, Idea, Synthesis, new_id, utcnow
+from companion.store.models import (
+    CodevSession,
+    Contract,
+    Idea,
+    Note,
+    Synthesis,
+    TranscriptSegment,
+    new_id,
+    utcnow,
+)
 from companion.synthesis.views import (
     DraftAction,
     DraftStatus,
@@ -69,6 +78,41 @@ def compose_lock(session_id: str) -> threading.Lock:
 
 
 _written: dict[str, int] = {}  # session id -> chunks the model has streamed in the run under way
+_started: dict[str, datetime] = {}  # session id -> when the run under way started
+_abandon: set[str] = set()  # runs under way to give up at their next chunk
+
+
+class Superseded(ModelError):
+    """A draft run given up: phase 4 has ended and ideas came after the run started, so a
+    new run is wanted at once rather than after this one."""
+
+    kind = "superseded"
+
+
+def newest_text(db: Session, session_id: str) -> datetime | None:
+    """When the latest phase-4 note or transcript segment of the session was stored."""
+    note = db.scalar(
+        select(func.max(Note.created_at)).where(
+            Note.session_id == session_id, Note.phase == Phase.consultation
+        )
+    )
+    segment = db.scalar(
+        select(func.max(TranscriptSegment.created_at)).where(
+            TranscriptSegment.session_id == session_id,
+            TranscriptSegment.phase == Phase.consultation,
+        )
+    )
+    return max((t for t in (note, segment) if t is not None), default=None)
+
+
+def abandon_if_stale(session_id: str, newest: datetime | None) -> bool:
+    """Give up the run under way for this session if it started before `newest` (the latest
+    phase-4 text); whether one was given up."""
+    started = _started.get(session_id)
+    if started is None or newest is None or newest <= started:
+        return False
+    _abandon.add(session_id)
+    return True
 
 
 def writing(session_id: str) -> int | None:
@@ -416,17 +460,24 @@ def make_draft(
     version = prompt_version(found.language)
     started = time.monotonic()
     _written[session.id] = 0
+    _started[session.id] = utcnow()
 
     def progress(chunks: int) -> None:
         _written[session.id] = chunks
+        if session.id in _abandon:
+            raise Superseded("Newer ideas came before the end of phase 4: drafting again.")
 
     try:
         draft = compose(gateway, group, found, utcnow().date(), progress)
+    except Superseded:
+        raise  # nothing stored: the next run covers every idea
     except ModelError as exc:
         store(db, keys, session, found.basis, error=str(exc), version=version)
         raise
     finally:
         _written.pop(session.id, None)
+        _started.pop(session.id, None)
+        _abandon.discard(session.id)
     row = store(
         db,
         keys,
