@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from companion.assist.clarity import Kind, Reviewed, question_key
-from companion.assist.prompts import prompt
+from companion.assist.prompts import data_line, prompt
 from companion.errors import DomainError
 from companion.llm.gateway import GroupRef, LLMGateway, Message
 from companion.method.phases import Language
@@ -64,11 +64,6 @@ class Batch:
     model: str
 
 
-def _data(text: str) -> str:
-    """A text said in the session, on one line, unable to close the tags around it."""
-    return " ".join(text.split()).replace("<", "‹").replace(">", "›")
-
-
 def _kind(value: str) -> Kind | None:
     word = value.strip().lower().replace(" ", "_").replace("-", "_")
     return Kind(word) if word in Kind.__members__ else None
@@ -86,8 +81,8 @@ def review(
     (ModelUnavailable, ModelOutputInvalid, PolicyRefused...)."""
     template = prompt("clarity", "review", language)
     text = template.render(
-        expose="\n".join(_data(t) for t in exposé) or "-",
-        questions="\n".join(f"{n}. {_data(q)}" for n, q in enumerate(questions, start=1)),
+        expose="\n".join(data_line(t) for t in exposé) or "-",
+        questions="\n".join(f"{n}. {data_line(q)}" for n, q in enumerate(questions, start=1)),
         count=str(len(questions)),
     )
     answer = gateway.complete(group, PURPOSE, [Message("user", text)], ModelReviews)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from companion.assist.clarity import normalise
 from companion.assist.prompts import data, prompt
 from companion.llm.errors import ModelOutputInvalid
-from companion.llm.gateway import GroupRef, LLMGateway, Message
+from companion.llm.gateway import GroupRef, LLMGateway, Message, narrowed
 from companion.method.contract import one_sentence_problem
 from companion.method.phases import Language
 
@@ -128,17 +128,12 @@ def answer_schema(language: Language, count: int) -> type[Drafts]:
     after. Validation stays Drafts': the checks decide."""
     pattern = rules(language).answer_pattern
 
-    class Narrowed(Drafts):
-        @classmethod
-        def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
-            schema = super().model_json_schema(*args, **kwargs)
-            schema["properties"]["candidates"].update(
-                items={"type": "string", "pattern": pattern}, minItems=count, maxItems=count
-            )
-            return schema
+    def edit(schema: dict[str, Any]) -> None:
+        schema["properties"]["candidates"].update(
+            items={"type": "string", "pattern": pattern}, minItems=count, maxItems=count
+        )
 
-    Narrowed.__name__ = Narrowed.__qualname__ = Drafts.__name__
-    return Narrowed
+    return narrowed(Drafts, edit)
 
 
 class Candidate(BaseModel):

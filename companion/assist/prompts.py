@@ -56,6 +56,12 @@ def template(text: str, name: str) -> PromptTemplate:
     return PromptTemplate.from_template(text, template_format="f-string")
 
 
+def data_line(text: str) -> str:
+    """Something said in the session, as data in a prompt: on one line, and unable to close
+    the tags (<questions>, <learnings>…) it is placed between."""
+    return " ".join(text.split()).replace("<", "‹").replace(">", "›")
+
+
 @cache
 def prompt(feature: str, name: str, language: Language) -> Prompt:
     path = PROMPTS / feature / f"{name}.{language}.md"

@@ -166,11 +166,6 @@ def basis(found: LearningsView) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def _one_line(text: str) -> str:
-    # One learning per line, and no way to close the <learnings> block from inside it.
-    return re.sub(r"\s+", " ", text).replace("<", "‹").replace(">", "›").strip()
-
-
 def _words(language: Language, key: str) -> PromptTemplate:
     return prompts.template(data("learning", "regulation", language)[key], f"regulation {key}")
 
@@ -202,7 +197,7 @@ def _numbered(language: Language, found: LearningsView, roles: dict[str, str]) -
             number=n,
             role=words["roles"].get(roles.get(item.author.user_id, ""), "-"),
             rating=item.rating,
-            text=_one_line(item.text),
+            text=prompts.data_line(item.text),
         )
         for n, item in enumerate(found.learnings, start=1)
     )

@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar, overload
+from typing import Any, Literal, Protocol, TypeVar, overload
 
 import httpx
 import openai
@@ -103,6 +103,22 @@ def _param(message: Message) -> ChatCompletionMessageParam:
     if message.role == "assistant":
         return {"role": "assistant", "content": message.content}
     return {"role": "user", "content": message.content}
+
+
+def narrowed(model: type[T], edit: Callable[[dict[str, Any]], None]) -> type[T]:
+    """`model`, whose JSON schema (sent as the response format) is changed by `edit`: tighter
+    bounds for one request, which a server decoding under the schema (llama.cpp makes it a
+    grammar) then cannot leave. Validation stays `model`'s: the caller's checks decide."""
+
+    class Narrowed(model):  # type: ignore[valid-type,misc]
+        @classmethod
+        def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            schema: dict[str, Any] = super().model_json_schema(*args, **kwargs)
+            edit(schema)
+            return schema
+
+    Narrowed.__name__ = Narrowed.__qualname__ = model.__name__
+    return Narrowed
 
 
 def _json_schema_format(schema: type[BaseModel]) -> ResponseFormatJSONSchema:

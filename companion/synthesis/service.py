@@ -32,7 +32,7 @@ from companion.ideas import service as ideas
 from companion.ideas.grouping import unit
 from companion.ideas.views import IdeasView, IdeaView, LabelSource, ThemeView
 from companion.llm.errors import ModelError, ModelOutputInvalid
-from companion.llm.gateway import GroupRef, LLMGateway, Message, Progress
+from companion.llm.gateway import GroupRef, LLMGateway, Message, Progress, narrowed
 from companion.method.phases import Language, Phase
 from companion.store.keyring import Keyring
 from companion.store.models import (
@@ -158,26 +158,19 @@ def answer_schema(unlabelled: Sequence[int], refs: Sequence[str]) -> type[ModelD
     would drop: a small model otherwise relabels every theme and cites every idea, which made
     the answer twice as long. Validation stays ModelDraft's: the checks below decide."""
 
-    class Narrowed(ModelDraft):
-        @classmethod
-        def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
-            schema = super().model_json_schema(*args, **kwargs)
-            defs = schema["$defs"]
-            schema["properties"]["labels"]["maxItems"] = len(unlabelled)
-            if unlabelled:
-                defs["ModelLabel"]["properties"]["theme"]["enum"] = list(unlabelled)
-            for name, field in TEXT_FIELDS:
-                defs[name]["properties"][field]["maxLength"] = BRIEF_CHARS
-            for name in ("ModelQuestion", "ModelAction"):
-                defs[name]["properties"]["ideas"].update(
-                    items={"type": "string", "enum": list(refs)},
-                    minItems=1,
-                    maxItems=CITE_AT_MOST,
-                )
-            return schema
+    def edit(schema: dict[str, Any]) -> None:
+        defs = schema["$defs"]
+        schema["properties"]["labels"]["maxItems"] = len(unlabelled)
+        if unlabelled:
+            defs["ModelLabel"]["properties"]["theme"]["enum"] = list(unlabelled)
+        for name, field in TEXT_FIELDS:
+            defs[name]["properties"][field]["maxLength"] = BRIEF_CHARS
+        for name in ("ModelQuestion", "ModelAction"):
+            defs[name]["properties"]["ideas"].update(
+                items={"type": "string", "enum": list(refs)}, minItems=1, maxItems=CITE_AT_MOST
+            )
 
-    Narrowed.__name__ = Narrowed.__qualname__ = ModelDraft.__name__
-    return Narrowed
+    return narrowed(ModelDraft, edit)
 
 
 class StoredDraft(BaseModel):
