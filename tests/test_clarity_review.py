@@ -20,10 +20,10 @@ EXPOSÉ = "Je dirige une équipe de huit personnes et je fais tout le reporting 
 # Two questions a cue decides, then two that no cue decides (the model's part), in this order.
 QUESTIONS = (
     "Depuis quand ? Avez-vous pensé à déléguer ? "
-    "Un entretien individuel avec chacun, ce ne serait pas plus simple ? "
+    "Un entretien individuel avec chacun, ça débloquerait les choses ? "
     "Votre équipe, elle en pense quoi ?"
 )
-ADVICE = "Un entretien individuel avec chacun, ce ne serait pas plus simple ?"
+ADVICE = "Un entretien individuel avec chacun, ça débloquerait les choses ?"
 OPEN = "Votre équipe, elle en pense quoi ?"
 
 

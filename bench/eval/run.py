@@ -1,8 +1,10 @@
 """Assistance quality on labelled cases (bench/eval/cases.<lang>.json), with figures printed.
 
-The clarity figures are also printed for bench/eval/heldout.<lang>.json: questions written
-after the cues were tuned on cases.<lang>.json and never used to tune them (keep it so: a cue
-added for a held-out question makes its figures meaningless).
+Clarity cues are tuned on cases.<lang>.json and dev.<lang>.json (the second, written at stop 9,
+widens the cues beyond the first set's phrasings). The figures are also printed for
+bench/eval/heldout.<lang>.json: questions written after the cues were first tuned and never used
+to tune them (keep it so: a cue added for a held-out question makes its figures meaningless; its
+misclassified questions are therefore counted, not printed).
 
     python bench/eval/run.py                 # clarity cues only (no model)
     python bench/eval/run.py --clarity-model # also the model's review of cue-less questions
@@ -42,7 +44,8 @@ HERE = Path(__file__).parent
 FLAGS = {"disguised_advice", "judgment"}
 
 
-SETS = {"tuned": "cases", "held-out": "heldout"}  # clarity sets: name -> file prefix
+SETS = {"tuned": "cases", "dev": "dev", "held-out": "heldout"}  # clarity sets: name -> file prefix
+HIDDEN = {"heldout"}  # sets whose misclassified questions are not printed
 
 
 def load(language: Language, prefix: str = "cases") -> list[dict]:
@@ -54,7 +57,9 @@ class EvalGroup:
     policy = "on_prem"
 
 
-def _score(name: str, language: Language, results: list[tuple[str, str, str]]) -> None:
+def _score(
+    name: str, language: Language, results: list[tuple[str, str, str]], hidden: bool = False
+) -> None:
     """Print recall/precision of the flags and 5-kind accuracy of (question, label, kind)."""
     tp = fp = fn = right = 0
     misses = []
@@ -73,7 +78,7 @@ def _score(name: str, language: Language, results: list[tuple[str, str, str]]) -
         f"  {language} {name}: advice+judgment recall {recall:.2f} precision {precision:.2f}; "
         f"5-kind accuracy {right}/{total} = {right / total:.2f}"
     )
-    if misses:
+    if misses and not hidden:
         print("\n".join(misses))
 
 
@@ -86,7 +91,7 @@ def eval_clarity() -> None:
                 for question, label in case["questions"]:
                     kind, _cue = clarity.classify(question, language)
                     results.append((question, label, str(kind)))
-            _score(f"{name}, cues", language, results)
+            _score(f"{name}, cues", language, results, prefix in HIDDEN)
 
 
 def _reviewed(gateway, language: Language, exposé: str, questions: list[str]) -> list[str]:
@@ -146,8 +151,8 @@ def eval_clarity_model() -> None:
                 f"  {language} {name}: {undecided} of {len(both)} questions left undecided by the cues; "
                 f"{calls} model calls, {seconds / calls:.1f} s a call"
             )
-            _score(f"{name}, cues + model review", language, both)
-            _score(f"{name}, model alone, every question", language, alone)
+            _score(f"{name}, cues + model review", language, both, prefix in HIDDEN)
+            _score(f"{name}, model alone, every question", language, alone, prefix in HIDDEN)
     finally:
         state.close()
 

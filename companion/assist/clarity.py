@@ -43,9 +43,13 @@ class Source(StrEnum):
 
 
 FLAGGED = (Kind.disguised_advice, Kind.judgment, Kind.interpretation)
-# Order matters: a judgment phrased as a question is a judgment, not a question.
+# Order matters: a judgment phrased as a question is a judgment, not a question; an
+# `information` cue (an open question about what the client thinks or tried) comes next, so
+# "What do you think you should do?" is not taken for advice.
+_INFORMATION = "information"
 _ORDER = (
     Kind.judgment,
+    _INFORMATION,
     Kind.disguised_advice,
     Kind.interpretation,
     Kind.open_question,  # anchored on interrogative words, so before the looser closed cues
@@ -55,14 +59,14 @@ _ORDER = (
 
 @dataclass(frozen=True)
 class Cues:
-    patterns: dict[Kind, list[re.Pattern[str]]]
+    patterns: dict[str, list[re.Pattern[str]]]  # by kind, and the `information` cues
     facets: dict[str, tuple[str, frozenset[str], str]]  # name -> (label, words, question)
 
 
 @cache
 def cues(language: Language) -> Cues:
     raw = data("clarity", "cues", language)
-    patterns = {k: [re.compile(p, re.IGNORECASE) for p in raw[k.value]] for k in _ORDER}
+    patterns = {k: [re.compile(p, re.IGNORECASE) for p in raw.get(k, [])] for k in _ORDER}
     facets = {
         name: (f["label"], frozenset(w.lower() for w in f["words"]), f["question"])
         for name, f in raw["facets"].items()
@@ -82,10 +86,11 @@ def question_key(text: str) -> str:
 def classify(question: str, language: Language) -> tuple[Kind, str | None]:
     """The kind of one question and the cue that decided it (None: no cue matched)."""
     text = normalise(question)
-    for kind in _ORDER:
-        for pattern in cues(language).patterns[kind]:
+    for name in _ORDER:
+        for pattern in cues(language).patterns[name]:
             match = pattern.search(text)
             if match:
+                kind = Kind.open_question if name == _INFORMATION else Kind(name)
                 return kind, match.group(0).strip()
     return (Kind.open_question if text.endswith("?") else Kind.closed_question), None
 
