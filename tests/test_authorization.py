@@ -159,6 +159,8 @@ NOWHERE = {
     "action_id": MISSING_GROUP,
     "job_id": MISSING_GROUP,
     "segment_id": MISSING_GROUP,
+    "idea_id": MISSING_GROUP,
+    "theme_id": MISSING_GROUP,
     "phase": next(iter(Phase)).value,
 }
 
@@ -214,7 +216,14 @@ class World:
             params["action_id"] = cls._action(circle)
         if any(p in op.params for op in OPS for p in ("job_id", "segment_id")):
             params.update(cls._transcript(api, circle))
+        if any(p in op.params for op in OPS for p in ("idea_id", "theme_id")):
+            params.update(cls._idea(circle))  # after _action: phase 4 has its idea by then
         return cls(api, circle, bystander, params)
+
+    @staticmethod
+    def _idea(circle: Circle) -> dict[str, str]:
+        theme = circle.api.ok("GET", circle.path("/ideas"), circle.facilitator[1])["themes"][0]
+        return {"theme_id": theme["id"], "idea_id": theme["ideas"][0]["id"]}
 
     @staticmethod
     def _transcript(api: Api, circle: Circle) -> dict[str, str]:

@@ -1,13 +1,27 @@
-"""The consultation's ideas grouped into themes, for everyone in the session."""
+"""The consultation's ideas grouped into themes, for everyone in the session; the facilitator
+corrects the grouping."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from collections.abc import Callable
+from typing import Any
 
-from api.deps import EmbedDep, KeysDep, SessionDep, SessionMember
-from companion.ideas import service
-from companion.ideas.views import IdeasView
-from companion.method.phases import Language
+from fastapi import APIRouter, BackgroundTasks, Request
+from sqlalchemy.orm import Session
+
+from api.deps import (
+    EmbedDep,
+    KeysDep,
+    SessionContext,
+    SessionDep,
+    SessionFacilitator,
+    SessionMember,
+)
+from companion.ideas import corrections, service
+from companion.ideas.service import Embed
+from companion.ideas.views import IdeaMove, IdeasView, ThemeMerge, ThemeRename
+from companion.method.phases import Language, Phase
+from companion.store.keyring import Keyring
 
 router = APIRouter(prefix="/groups/{group_id}/sessions/{session_id}", tags=["assistance"])
 
@@ -28,3 +42,114 @@ def ideas(ctx: SessionMember, db: SessionDep, keys: KeysDep, embed: EmbedDep) ->
         service.refresh(db, keys, ctx.session, Language(ctx.group.language), embed)
         db.commit()  # inside the lock: the background runner reads what this call added
     return service.view(db, keys, ctx.session)
+
+
+CORRECTION: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such idea or theme in this session."},
+    409: {"description": "Phase 4 has not started, or the session is closed."},
+    503: {"description": "The embedding model cannot be used right now; nothing changed."},
+}
+
+
+def _correct(
+    ctx: SessionContext,
+    db: Session,
+    keys: Keyring,
+    embed: Embed,
+    request: Request,
+    background: BackgroundTasks,
+    fix: Callable[[Language], bool],
+) -> IdeasView:
+    """Bring the ideas up to date, then apply `fix`, all under the session's lock (as GET
+    …/ideas and the background runner do); what changed is drafted and labelled again."""
+    corrections.require_correctable(ctx.session)
+    language = Language(ctx.group.language)
+    with service.session_lock(ctx.session.id):
+        service.refresh(db, keys, ctx.session, language, embed)
+        db.commit()  # the ideas brought up to date stand, whatever the correction finds
+        try:
+            changed = fix(language)
+            db.commit()
+        except BaseException:
+            db.rollback()  # inside the lock: the runner never sees half a correction
+            raise
+    if changed:  # after the response: the draft synthesis and model labels are redone
+        background.add_task(request.app.state.assist.changed, ctx.session.id, Phase.consultation)
+    return service.view(db, keys, ctx.session)
+
+
+@router.put("/ideas/{idea_id}/theme", responses=CORRECTION)
+def move_idea(
+    idea_id: str,
+    spec: IdeaMove,
+    ctx: SessionFacilitator,
+    db: SessionDep,
+    keys: KeysDep,
+    embed: EmbedDep,
+    request: Request,
+    background: BackgroundTasks,
+) -> IdeasView:
+    """The facilitator moves an idea to another theme (`theme_id`), or to a new theme of its
+    own (`theme_id: null`); a theme left empty is deleted. Later ideas are placed by where the
+    ideas now are."""
+    return _correct(
+        ctx,
+        db,
+        keys,
+        embed,
+        request,
+        background,
+        lambda language: corrections.move_idea(
+            db, keys, ctx.user, ctx.session, language, idea_id, spec.theme_id
+        ),
+    )
+
+
+@router.put("/themes/{theme_id}/label", responses=CORRECTION)
+def rename_theme(
+    theme_id: str,
+    spec: ThemeRename,
+    ctx: SessionFacilitator,
+    db: SessionDep,
+    keys: KeysDep,
+    embed: EmbedDep,
+    request: Request,
+    background: BackgroundTasks,
+) -> IdeasView:
+    """The facilitator names a theme (`label_source: edited`): neither the key words nor the
+    model replace that label afterwards."""
+    return _correct(
+        ctx,
+        db,
+        keys,
+        embed,
+        request,
+        background,
+        lambda _: corrections.rename_theme(db, keys, ctx.user, ctx.session, theme_id, spec.label),
+    )
+
+
+@router.post("/themes/{theme_id}/merge", responses=CORRECTION)
+def merge_theme(
+    theme_id: str,
+    spec: ThemeMerge,
+    ctx: SessionFacilitator,
+    db: SessionDep,
+    keys: KeysDep,
+    embed: EmbedDep,
+    request: Request,
+    background: BackgroundTasks,
+) -> IdeasView:
+    """The facilitator merges a theme into another (`into`): its ideas move there and it is
+    deleted; the other keeps its id, number and label."""
+    return _correct(
+        ctx,
+        db,
+        keys,
+        embed,
+        request,
+        background,
+        lambda language: corrections.merge_themes(
+            db, keys, ctx.user, ctx.session, language, theme_id, spec.into
+        ),
+    )

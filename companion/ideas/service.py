@@ -4,7 +4,8 @@
 cuts the turns it has not seen (or that were corrected) into ideas, embeds only those, and
 places them into the themes (companion/ideas/grouping.py). What the client says is left out:
 in phase 4 the client listens. Ideas, their vectors and theme labels are sealed with the
-group's key; a theme's label is remade only when its ideas changed.
+group's key; a theme's label is remade only when its ideas changed, and never once a person
+named it. The facilitator's corrections are in companion/ideas/corrections.py.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def embedded(embed: Embed, texts: Sequence[str]) -> list[list[float]]:
 
 
 LABEL_WORDS = 3
+KEPT_LABELS = (LabelSource.model, LabelSource.edited)  # not remade from key words
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -172,8 +174,8 @@ def refresh(
     themes, ideas = _stored(db, session.id)
     if wanted:
         _place(db, keys, session, themes, ideas, wanted, embed)
-    dropped = _drop_empty(db, session.id)
-    _label_with_words(db, keys, session, language)
+    dropped = drop_empty(db, session.id)
+    label_with_words(db, keys, session, language)
     if changed:
         # The themes go into the group's memory at its next write or search (not in this
         # commit: the background runner's commits must not wait on embeddings).
@@ -249,7 +251,7 @@ def _place(
     db.flush()
 
 
-def _drop_empty(db: Session, session_id: str) -> list[str]:
+def drop_empty(db: Session, session_id: str) -> list[str]:
     """Delete the themes left without ideas (their turns were corrected); their ids."""
     used = select(Idea.theme_id).where(Idea.session_id == session_id)
     empty = list(
@@ -260,16 +262,14 @@ def _drop_empty(db: Session, session_id: str) -> list[str]:
     return empty
 
 
-def _label_with_words(
-    db: Session, keys: Keyring, session: CodevSession, language: Language
-) -> None:
+def label_with_words(db: Session, keys: Keyring, session: CodevSession, language: Language) -> None:
     """Every theme gets a label at once from its ideas' key words; a model label is kept (and
-    shown as not current) until the model labels the theme again."""
+    shown as not current) until the model labels the theme again, a person's label for good."""
     themes, ideas = _stored(db, session.id)
     for theme in themes:
         members = [i for i in ideas if i.theme_id == theme.id]
         fingerprint = basis(members)
-        if theme.label_basis == fingerprint or theme.label_source == LabelSource.model:
+        if theme.label_basis == fingerprint or theme.label_source in KEPT_LABELS:
             continue
         texts = [keys.open(session.group_id, i, "text") for i in members]
         label = ", ".join(key_words(texts, language, LABEL_WORDS)) or texts[0][:40]
@@ -283,9 +283,17 @@ def set_label(
     db: Session, keys: Keyring, session: CodevSession, theme_id: str, label: str, of: str
 ) -> bool:
     """Store a model's label for a theme, if the theme still has the ideas it was made from
-    (`of`, their basis); False when it changed meanwhile."""
-    theme = db.get(Theme, theme_id)
+    (`of`, their basis) and no person named it; False otherwise."""
+    # Locked and read afresh: a facilitator's rename committed since this run began wins.
+    theme = db.scalar(
+        select(Theme)
+        .where(Theme.id == theme_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if theme is None or theme.session_id != session.id:
+        return False
+    if theme.label_source == LabelSource.edited:
         return False
     members = list(db.scalars(select(Idea).where(Idea.theme_id == theme_id)))
     if basis(members) != of:
@@ -334,7 +342,8 @@ def view(db: Session, keys: Keyring, session: CodevSession) -> IdeasView:
             number=t.number,
             label=keys.open(group_id, t, "label") if t.label_sealed else "",
             label_source=LabelSource(t.label_source or LabelSource.words),
-            label_current=t.label_basis == basis([i for i in ideas if i.theme_id == t.id]),
+            label_current=t.label_source == LabelSource.edited
+            or t.label_basis == basis([i for i in ideas if i.theme_id == t.id]),
             ideas=by_theme[t.id],
         )
         for t in themes

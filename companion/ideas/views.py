@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from companion.sessions.views import Person
 
@@ -16,6 +18,7 @@ class SourceKind(StrEnum):
 class LabelSource(StrEnum):
     model = "model"
     words = "words"
+    edited = "edited"  # a person's: never replaced by the key words or the model
 
 
 class IdeaView(BaseModel):
@@ -39,9 +42,13 @@ class ThemeView(BaseModel):
     label: str
     label_source: LabelSource = Field(
         description="'model': written by the language model; 'words': the ideas' key words "
-        "(until the model has labelled the theme, or when no model is configured)."
+        "(until the model has labelled the theme, or when no model is configured); 'edited': "
+        "named by the facilitator, kept whatever ideas come."
     )
-    label_current: bool = Field(description="False while ideas came in after the label.")
+    label_current: bool = Field(
+        description="False while the theme's ideas changed after its label was made; always "
+        "true for an 'edited' label (a person's name for the theme holds as it grows)."
+    )
     ideas: list[IdeaView]
 
 
@@ -51,3 +58,36 @@ class IdeasView(BaseModel):
     ideas: int = Field(description="Ideas in all themes, near-duplicates included.")
     sources: int = Field(description="Notes and transcript segments they come from.")
     updated_at: datetime | None
+
+
+# --- the facilitator's corrections ---------------------------------------------------------
+
+LABEL_MAX = 80
+_NOT_ONE_LINE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\ud800-\udfff]")
+
+
+def _label(value: str) -> str:
+    if not value:
+        raise ValueError("is empty; write a name for the theme")
+    if len(value) > LABEL_MAX:
+        raise ValueError(f"is {len(value)} characters long; a label has at most {LABEL_MAX}")
+    if _NOT_ONE_LINE.search(value):
+        raise ValueError("must be plain text on one line; remove line breaks and tabs")
+    return value
+
+
+ThemeLabel = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_label)]
+
+
+class IdeaMove(BaseModel):
+    theme_id: str | None = Field(
+        description="The theme of this session the idea goes to; null: a new theme of its own."
+    )
+
+
+class ThemeRename(BaseModel):
+    label: ThemeLabel = Field(description="1 to 80 characters on one line; kept as written.")
+
+
+class ThemeMerge(BaseModel):
+    into: str = Field(description="The theme that takes the ideas and keeps its id and label.")

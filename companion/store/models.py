@@ -331,7 +331,7 @@ class Theme(Base):
     session_id: Mapped[str] = _session_fk()
     number: Mapped[int] = mapped_column(Integer)
     label_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
-    label_source: Mapped[str | None] = mapped_column(String(10))  # model | words
+    label_source: Mapped[str | None] = mapped_column(String(10))  # model | words | edited
     label_basis: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = _created()
 

@@ -371,9 +371,13 @@ def compose(
     head = prompt("synthesis", "draft", lang).render(
         contract=found.contract or "-", ideas=_idea_lines(found)
     )
-    # Labels only for themes the model has never labelled: generating is the slow part, and a
-    # theme that grew keeps its label (shown as not current) until a run has time for it.
-    unlabelled = [t.number for t in found.ideas.themes if t.label_source != LabelSource.model]
+    # Labels only for themes neither the model nor the facilitator labelled: generating is the
+    # slow part, and a theme that grew keeps its label (not current) until a run has time for it.
+    unlabelled = [
+        t.number
+        for t in found.ideas.themes
+        if t.label_source not in (LabelSource.model, LabelSource.edited)
+    ]
     task = prompt("synthesis", "task", lang).render(themes=", ".join(map(str, unlabelled)) or "-")
     schema = answer_schema(unlabelled, [i.ref for i in found.all_ideas])
     messages = [Message("user", f"{head}\n{task}")]
