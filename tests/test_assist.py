@@ -182,6 +182,22 @@ def test_the_answer_pattern_admits_the_forms_the_checks_pass():
     assert problems("How can I address the team's resistance?", EN, ["team"]) == []
 
 
+def test_contract_drafts_take_three_of_the_spare_proposals_in_one_call(assisted, model_double):
+    circle = _contract_ready(assisted)
+    proposals = [
+        "Comment puis-je alléger le reporting en déléguant ?",  # a solution built in
+        "Comment puis-je confier le reporting à mon équipe ?",
+        "Comment pourrais-je retrouver mes soirées malgré le reporting ?",
+        "Comment puis-je partager le reporting avec mon équipe ?",
+        "Comment puis-je sortir du reporting du soir ?",
+    ]
+    model_double.reply(json.dumps({"candidates": proposals}))
+    drafts = assisted.ok("POST", circle.path("/contract/drafts"), circle.client[1])
+    assert [c["text"] for c in drafts["candidates"]] == proposals[1:4]
+    assert [c["text"] for c in drafts["rejected"]] == proposals[:1]
+    assert len(model_double.received) == 1
+
+
 def test_contract_drafts_keep_what_passes_and_regenerate_the_rest(assisted, model_double):
     circle = _contract_ready(assisted)
     model_double.reply(
@@ -212,12 +228,15 @@ def test_contract_drafts_keep_what_passes_and_regenerate_the_rest(assisted, mode
     assert "reporting" in drafts["key_words"]
     second_prompt = model_double.received[1].body["messages"][-1]["content"]
     assert "en déléguant" in second_prompt  # the failures and their reasons went back
-    # Each answer's schema asks for as many candidates as are missing, of the right form.
+    # The second attempt is sampled more freely, so the same sentences do not come back.
+    temperatures = [r.body["temperature"] for r in model_double.received]
+    assert temperatures[1] == 0.8 and temperatures[0] < 0.8
+    # Each answer's schema asks for the candidates missing and two spare, of the right form.
     wanted = [
         r.body["response_format"]["json_schema"]["schema"]["properties"]["candidates"]
         for r in model_double.received
     ]
-    assert [(w["minItems"], w["maxItems"]) for w in wanted] == [(3, 3), (2, 2)]
+    assert [(w["minItems"], w["maxItems"]) for w in wanted] == [(5, 5), (4, 4)]
     assert wanted[0]["items"]["pattern"].startswith("^(Comment (puis|pourrais)-je")
     assert "solution" in second_prompt
     # The client confirms one (possibly edited): that is the contract.

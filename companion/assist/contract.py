@@ -25,6 +25,11 @@ from companion.method.phases import Language
 _WORD = re.compile(r"[\w'’-]+", re.UNICODE)
 KEY_WORDS = 10  # the client's words a candidate may reuse (any one will do)
 CANDIDATES = 3
+# Asked for beyond the candidates still missing: the checks keep the first that pass, so one
+# weak proposal no longer costs a candidate (bench/eval/run.py --contract).
+SPARE = 2
+MAX_PROPOSALS = 6
+RETRY_TEMPERATURE = 0.8
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,7 @@ def problems(candidate: str, language: Language, keys: Sequence[str]) -> list[st
 class Drafts(BaseModel):
     """The model's answer."""
 
-    candidates: list[str] = Field(min_length=1, max_length=6)
+    candidates: list[str] = Field(min_length=1, max_length=MAX_PROPOSALS)
 
 
 def answer_schema(language: Language, count: int) -> type[Drafts]:
@@ -148,6 +153,10 @@ class ContractDrafts(BaseModel):
     prompt_version: str
 
 
+def _streamed(chunks: int) -> None:
+    """Progress of a streamed answer: nobody watches it, streaming is for the timeout."""
+
+
 def draft(
     gateway: LLMGateway,
     group: GroupRef,
@@ -161,26 +170,38 @@ def draft(
     accepted: list[Candidate] = []
     rejected: list[Candidate] = []
     feedback = ""
-    for _attempt in range(2):
+    for attempt in range(2):
         wanted = CANDIDATES - len(accepted)
+        asked = min(wanted + SPARE, MAX_PROPOSALS)
         text = template.render(
             expose="\n".join(exposé) or "-",
             clarification="\n".join(clarification) or "-",
-            count=str(wanted),
+            count=str(asked),
             key_words=", ".join(keys) or "-",
             feedback=feedback,
         )
-        schema = answer_schema(language, wanted)
-        answer = gateway.complete(group, "contract.draft", [Message("user", text)], schema)
+        schema = answer_schema(language, asked)
+        # Streamed (progress ignored): the timeout then applies between chunks, so five
+        # proposals on a busy CPU are not cut off as a whole. The second attempt is sampled
+        # more freely: a small model otherwise writes its failed sentences again.
+        answer = gateway.complete(
+            group,
+            "contract.draft",
+            [Message("user", text)],
+            schema,
+            progress=_streamed,
+            temperature=RETRY_TEMPERATURE if attempt else None,
+        )
         failed: list[Candidate] = []
         for proposal in answer.candidates:
             candidate = Candidate(
                 text=normalise(proposal), problems=problems(proposal, language, keys)
             )
-            seen = {c.text for c in accepted}
+            if candidate.text in {c.text for c in [*accepted, *rejected, *failed]}:
+                continue  # said already: neither a new candidate nor a new failure
             if candidate.problems:
                 failed.append(candidate)
-            elif candidate.text not in seen and len(accepted) < CANDIDATES:
+            elif len(accepted) < CANDIDATES:
                 accepted.append(candidate)
         rejected.extend(failed)
         if len(accepted) == CANDIDATES:

@@ -218,6 +218,7 @@ class LLMGateway:
         messages: Sequence[Message],
         schema: None = None,
         progress: Progress | None = None,
+        temperature: float | None = None,
     ) -> str: ...
 
     @overload
@@ -228,6 +229,7 @@ class LLMGateway:
         messages: Sequence[Message],
         schema: type[T],
         progress: Progress | None = None,
+        temperature: float | None = None,
     ) -> T: ...
 
     def complete(
@@ -237,13 +239,15 @@ class LLMGateway:
         messages: Sequence[Message],
         schema: type[T] | None = None,
         progress: Progress | None = None,
+        temperature: float | None = None,
     ) -> str | T:
         """The model's answer: text, or an instance of `schema` validated (one retry with the
         validation problem appended, then ModelOutputInvalid).
 
         With `progress`, the answer is streamed and `progress(chunks)` is called as it comes
         (for long answers: the caller can show that the model is writing, and the timeout
-        applies between chunks rather than to the whole answer).
+        applies between chunks rather than to the whole answer). `temperature` replaces the
+        configured one for this call (a retry that wants other answers than the first).
 
         Raises PolicyRefused (409), ModelUnavailable (503), ModelCallFailed or
         ModelOutputInvalid (502). Every request made is audited in `model_calls`.
@@ -252,21 +256,27 @@ class LLMGateway:
             raise ValueError(f"purpose must be 1 to {MAX_PURPOSE} characters")
         history = list(messages)
         if schema is None:
-            return self._request(group, purpose, history, None, lambda text: text, progress)
+            return self._request(
+                group, purpose, history, None, lambda text: text, progress, temperature
+            )
         validated = schema  # bound for the closure
 
         def parse(text: str) -> T:
             return validated.model_validate_json(_strip_fence(text))
 
         try:
-            return self._structured(group, purpose, history, validated, parse, progress)
+            return self._structured(
+                group, purpose, history, validated, parse, progress, temperature
+            )
         except _InvalidAnswer as first:
             history += [
                 Message("assistant", first.text),
                 Message("user", _instruction("retry", problem=first.problem)),
             ]
         try:
-            return self._structured(group, purpose, history, validated, parse, progress)
+            return self._structured(
+                group, purpose, history, validated, parse, progress, temperature
+            )
         except _InvalidAnswer as second:
             raise ModelOutputInvalid(
                 f"The model's answer for '{purpose}' did not match {schema.__name__}, twice "
@@ -282,12 +292,13 @@ class LLMGateway:
         schema: type[T],
         parse: Callable[[str], T],
         progress: Progress | None,
+        temperature: float | None = None,
     ) -> T:
         """With a JSON-schema response format; once the server has refused the format (HTTP
         400) and taken the same request without it, with the schema in the prompt instead."""
         if not self._schema_in_prompt:
             try:
-                return self._request(group, purpose, history, schema, parse, progress)
+                return self._request(group, purpose, history, schema, parse, progress, temperature)
             except ModelCallFailed as exc:
                 if exc.kind != "http_400":
                     raise
@@ -295,7 +306,9 @@ class LLMGateway:
             "system", _instruction("schema", schema=json.dumps(schema.model_json_schema()))
         )
         try:
-            result = self._request(group, purpose, [instruction, *history], None, parse, progress)
+            result = self._request(
+                group, purpose, [instruction, *history], None, parse, progress, temperature
+            )
         except _InvalidAnswer:
             self._schema_in_prompt = True  # the request itself was taken
             raise
@@ -310,12 +323,13 @@ class LLMGateway:
         schema: type[BaseModel] | None,
         parse: Callable[[str], R],
         progress: Progress | None = None,
+        temperature: float | None = None,
     ) -> R:
         """One answer, retried (bounded, with backoff) while the server is unavailable."""
         attempts = self.settings.llm_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                return self._attempt(group, purpose, history, schema, parse, progress)
+                return self._attempt(group, purpose, history, schema, parse, progress, temperature)
             except ModelUnavailable:
                 if attempt == attempts:
                     raise
@@ -330,13 +344,14 @@ class LLMGateway:
         schema: type[BaseModel] | None,
         parse: Callable[[str], R],
         progress: Progress | None = None,
+        temperature: float | None = None,
     ) -> R:
         """One request to the model, audited whatever happens."""
         started = time.monotonic()
         completion: ChatCompletion | None = None
         text = ""
         try:
-            completion = self._send(group, history, schema, progress)
+            completion = self._send(group, history, schema, progress, temperature)
             if completion.choices:
                 text = completion.choices[0].message.content or ""
             result = parse(text)
@@ -354,8 +369,11 @@ class LLMGateway:
         history: list[Message],
         schema: type[BaseModel] | None,
         progress: Progress | None = None,
+        temperature: float | None = None,
     ) -> ChatCompletion:
         client = self._clients[Policy(group.policy)]
+        if temperature is None:
+            temperature = self.settings.llm_temperature
         messages = [_param(m) for m in history]
         model = self.settings.llm_model
         where = f"The model server at {self.host}"
@@ -367,14 +385,14 @@ class LLMGateway:
                     model=model,
                     messages=messages,
                     max_completion_tokens=self.settings.llm_max_tokens,
-                    temperature=self.settings.llm_temperature,
+                    temperature=temperature,
                     response_format=response_format,
                 )
             stream = client.chat.completions.create(
                 model=model,
                 messages=messages,
                 max_completion_tokens=self.settings.llm_max_tokens,
-                temperature=self.settings.llm_temperature,
+                temperature=temperature,
                 response_format=response_format,
                 stream=True,
                 stream_options={"include_usage": True},
