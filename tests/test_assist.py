@@ -230,7 +230,8 @@ def test_contract_drafts_keep_what_passes_and_regenerate_the_rest(assisted, mode
     assert "en déléguant" in second_prompt  # the failures and their reasons went back
     # The second attempt is sampled more freely, so the same sentences do not come back.
     temperatures = [r.body["temperature"] for r in model_double.received]
-    assert temperatures[1] == 0.8 and temperatures[0] < 0.8
+    assert temperatures[1] == 0.8
+    assert temperatures[0] < 0.8
     # Each answer's schema asks for the candidates missing and two spare, of the right form.
     wanted = [
         r.body["response_format"]["json_schema"]["schema"]["properties"]["candidates"]
