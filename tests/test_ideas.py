@@ -223,14 +223,14 @@ def test_the_client_gets_an_outline_then_a_cited_draft(assisted, model):
     assert again["actions"] == made["actions"]
     assert len(model.received) == 1
     # The answer's schema allowed only what the checks keep: labels for unlabelled themes,
-    # citations of the ideas listed, five at most.
+    # citations of the ideas listed, three at most.
     schema = model.received[0].body["response_format"]["json_schema"]["schema"]
     numbers = sorted(t["number"] for t in outline["themes"])
     assert schema["properties"]["labels"]["maxItems"] == len(numbers)
     assert schema["$defs"]["ModelLabel"]["properties"]["theme"]["enum"] == numbers
     cites = schema["$defs"]["ModelAction"]["properties"]["ideas"]
     assert cites["items"]["enum"] == ["I1", "I2", "I3"]
-    assert cites["maxItems"] == 5
+    assert cites["maxItems"] == 3
     action = schema["$defs"]["ModelAction"]["properties"]
     assert action["first_step"]["maxLength"] < 200  # brief: generating is the slow part
 
@@ -448,3 +448,82 @@ def test_ending_phase_4_leaves_a_current_draft_run_alone(assisted, model):
     done = assisted.ok("GET", circle.path("/synthesis"), circle.client[1])
     assert done["status"] == "ready"
     assert done["current"]
+
+
+MORE_IDEAS = (
+    "Tu pourrais fixer un point de relecture le vendredi.",
+    "Demande à ta direction de repousser l'échéance.",
+    "Forme une personne de l'équipe aux tableaux croisés.",
+    "Accepte un premier tableau moins parfait que le tien.",
+    "Garde tes soirées libres deux jours par semaine.",
+    "Parle de ta charge à ton prochain entretien.",
+)
+
+
+def _update(refs: list[str]) -> str:
+    action = {
+        "objective": "Automatiser l'export",
+        "first_step": "Lister les chiffres",
+        "resources": "Un script",
+        "indicator": "Export en dix minutes",
+        "weeks": 3,
+        "ideas": refs,
+    }
+    return json.dumps({"labels": [], "actions": [action]}, ensure_ascii=False)
+
+
+def test_a_draft_of_many_ideas_is_updated_with_the_last_ones(assisted, model):
+    circle = _ready(assisted)
+    client = circle.client[1]
+    for n, text in enumerate(MORE_IDEAS):
+        _note(circle, circle.consultants[n % 3], text)
+    model.reply(_draft([["I1"], ["I2"]]))
+    full = assisted.ok("POST", circle.path("/synthesis"), client)
+    assert sum(len(t["ideas"]) for t in full["themes"]) == 9
+
+    _note(circle, circle.consultants[0], "Tu pourrais aussi automatiser l'export des chiffres.")
+    model.reply(_update(["I10"]))
+    updated = assisted.ok("POST", circle.path("/synthesis"), client)
+    assert updated["current"]
+    assert updated["actions"][:2] == full["actions"]  # what the full run wrote stands
+    assert updated["actions"][2]["refs"] == ["I10"]
+    assert updated["questions"] == full["questions"]
+    # The update asks for what the new idea adds, citing it only, after the same prompt head.
+    first, second = (r.body["messages"][-1]["content"] for r in model.received)
+    assert second[:300] == first[:300]
+    assert "I10" in second
+    schema = model.received[1].body["response_format"]["json_schema"]["schema"]
+    assert schema["$defs"]["ModelAction"]["properties"]["ideas"]["items"]["enum"] == ["I10"]
+    assert schema["properties"]["actions"]["maxItems"] == 1
+    assert "questions" not in schema["properties"]  # the update writes none
+
+    # An unusable addendum (twice) gives way to a whole new draft at once.
+    _note(circle, circle.consultants[1], "Et garde une trace de ce que tu délègues.")
+    model.reply("pas du JSON")
+    model.reply("toujours pas")
+    model.reply(_draft([["I11"], ["I3"]]))
+    again = assisted.ok("POST", circle.path("/synthesis"), client)
+    assert [a["refs"] for a in again["actions"]] == [["I11"], ["I3"]]
+    assert len(model.received) == 5
+
+
+def test_a_moved_idea_makes_the_draft_again_in_full(assisted, model):
+    circle = _ready(assisted)
+    client = circle.client[1]
+    for n, text in enumerate(MORE_IDEAS):
+        _note(circle, circle.consultants[n % 3], text)
+    model.reply(_draft([["I1"], ["I2"]]))
+    assisted.ok("POST", circle.path("/synthesis"), client)
+    ideas = assisted.ok("GET", circle.path("/ideas"), circle.facilitator[1])
+    idea = ideas["themes"][0]["ideas"][0]
+    assisted.ok(
+        "PUT",
+        circle.path(f"/ideas/{idea['id']}/theme"),
+        circle.facilitator[1],
+        json={"theme_id": None},
+    )
+    model.reply(_draft([["I4"], ["I5"]]))
+    made = assisted.ok("POST", circle.path("/synthesis"), client)
+    assert [a["refs"] for a in made["actions"]] == [["I4"], ["I5"]]
+    schema = model.received[1].body["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["actions"]["minItems"] == 2  # a full draft, not an addendum

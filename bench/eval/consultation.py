@@ -8,7 +8,9 @@ read back from GET .../ideas and matched to the labelled ones by overlap. Printe
 - ideas invented: a service idea that is not a stretch of its note (target 0);
 - merged: service ideas that hold two labelled ideas or more (the cut is coarser);
 - adjusted Rand index of the theme grouping over the labelled ideas (target >= 0.7), and a
-  sweep of the grouping threshold (same embeddings, same cut) to show the trade-off.
+  sweep of the grouping threshold (same embeddings, same cut) to show the trade-off;
+- the facilitator's corrections (PUT .../ideas/{id}/theme, POST .../themes/{id}/merge) that
+  turn the found grouping into the labelled one: moves and merges.
 
 Synthesis timing (with --synthesis; the model the service would use): the draft is made once
 during phase 4 with all ideas but the last two (what the background runner does), then the
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from api.main import create_app
 from companion.config import Settings
@@ -36,6 +39,7 @@ from companion.ideas import grouping
 from companion.ideas.split import split
 from companion.memory.embeddings import make_embedder
 from companion.method.phases import Language
+from companion.store.models import ModelCall
 from tests.world import Api, Circle
 
 HERE = Path(__file__).parent
@@ -60,6 +64,19 @@ def adjusted_rand(truth: list[str], found: list[str]) -> float:
     expected = row_sum * col_sum / comb(n, 2)
     top = (row_sum + col_sum) / 2
     return 1.0 if top == expected else (index - expected) / (top - expected)
+
+
+def corrections(truth: list[str], found: list[str]) -> tuple[int, int]:
+    """What the facilitator does to turn the found grouping into the labelled one with the
+    service's corrections: (moves, merges). Each found theme keeps the ideas of its most common
+    labelled theme and the rest move; found themes kept for the same labelled theme merge; a
+    labelled theme kept by none is a new theme (its first idea's move makes it)."""
+    by_found: dict[str, Counter[str]] = {}
+    for t, f in zip(truth, found, strict=True):
+        by_found.setdefault(f, Counter())[t] += 1
+    kept = Counter(c.most_common(1)[0][0] for c in by_found.values())
+    moves = len(truth) - sum(c.most_common(1)[0][1] for c in by_found.values())
+    return moves, sum(n - 1 for n in kept.values())
 
 
 def _gold(utterance: dict[str, Any]) -> list[tuple[int, int, str]]:
@@ -94,6 +111,7 @@ def eval_themes(settings: Settings) -> None:
         api = Api.bootstrap(client, settings)
         for language in Language:
             aris, lost, invented, merged, total, units = [], 0, 0, 0, 0, 0
+            moves = merges = 0
             for case in load(language):
                 speakers = sorted({u["speaker"] for u in case["utterances"]})
                 circle = _circle(api, language, len(speakers))
@@ -136,13 +154,17 @@ def eval_themes(settings: Settings) -> None:
                         inside = [g for g in golds if g[0] < f_end and f_start < g[1]]
                         merged += len(inside) >= 2
                 aris.append(adjusted_rand(truth, found))
+                moved, joined = corrections(truth, found)
+                moves, merges = moves + moved, merges + joined
                 print(
                     f"  {language} {case['title']!r}: {len(case['themes'])} themes labelled, "
-                    f"{len(view['themes'])} found; ARI {aris[-1]:.2f}"
+                    f"{len(view['themes'])} found; ARI {aris[-1]:.2f}; the facilitator's "
+                    f"corrections to the labels: {moved} moves, {joined} merges"
                 )
             print(
                 f"  {language}: ARI mean {statistics.mean(aris):.2f}; labelled ideas {total}, "
-                f"service ideas {units}, lost {lost}, invented {invented}, merged {merged}"
+                f"service ideas {units}, lost {lost}, invented {invented}, merged {merged}; "
+                f"corrections {moves} moves + {merges} merges for {total - lost} ideas"
             )
     sweep(settings)
 
@@ -246,6 +268,16 @@ def eval_synthesis(settings: Settings, runs: int) -> None:
                     f"{len(body.get('actions', []))} actions, "
                     f"{len(body.get('questions', []))} questions)"
                 )
+                with client.app.state.companion.sessions() as db:
+                    calls = db.scalars(select(ModelCall).order_by(ModelCall.at)).all()
+                cold_call, last = calls[-2] if len(calls) > 1 else None, calls[-1]
+                for name, call in (("cold", cold_call), ("after the end", last)):
+                    if call is not None:
+                        print(
+                            f"      model call {name}: {call.prompt_tokens} prompt + "
+                            f"{call.completion_tokens} completion tokens, "
+                            f"{call.duration_ms / 1000:.1f} s"
+                        )
                 if res2.status_code != 200:
                     print(f"      {body.get('detail')}")
                 for action in body.get("actions", []):

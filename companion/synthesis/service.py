@@ -9,6 +9,10 @@
   the phase ends the draft is usually already there.
 - The prompt is append-only (instructions, contract, then ideas in the order they came, the
   task last), so the model server's prefix cache makes each new run pay for new ideas only.
+- Once a full run has seen most of the ideas, the few that come after it (the last turns
+  before phase 4 ends) are added by an update: the model writes only what they add (labels
+  for new themes, at most one action citing them), a fifth of a whole draft's tokens; the whole draft is made again when an idea it covers is gone, when nothing is new
+  (the grouping was corrected), or when too much is new.
 """
 
 from __future__ import annotations
@@ -56,7 +60,9 @@ from companion.synthesis.views import (
 
 MOST_RELEVANT = 3
 MOST_CITED = 6  # beyond this a statement is marked `broad`: its citations say little
-CITE_AT_MOST = 5  # what the prompt asks, and what the answer's schema allows
+# What the prompt asks and the answer's schema allows: every cited reference is ~4 tokens to
+# generate, and a small model pads lists with the first ideas (I1-I5) whatever it draws on.
+CITE_AT_MOST = 3
 # The prompt asks for 12 words a text; the schema bounds each at BRIEF_CHARS (generating is
 # the slow part of a draft on a small local model).
 BRIEF_CHARS = 140
@@ -66,6 +72,12 @@ TEXT_FIELDS = (
 )
 LABEL_WORDS = 8
 PURPOSE = "synthesis.draft"
+# A draft is updated (compose_update) rather than made again when at most UPDATE_AT_MOST ideas
+# are new, at most UPDATE_SHARE of all lack a full run, and the last full run saw UPDATE_FROM ideas or
+# more (early in the phase a whole new draft is worth its time).
+UPDATE_AT_MOST = 6
+UPDATE_SHARE = 0.25
+UPDATE_FROM = 8
 
 _compose_locks: dict[str, threading.Lock] = {}
 _compose_guard = threading.Lock()
@@ -145,13 +157,27 @@ class ModelAction(BaseModel):
     ideas: list[str]
 
 
+MAX_QUESTIONS = 4
+MAX_ACTIONS = 4
+
+
 class ModelDraft(BaseModel):
     labels: list[ModelLabel] = Field(max_length=20)
-    questions: list[ModelQuestion] = Field(min_length=1, max_length=4)
-    actions: list[ModelAction] = Field(min_length=2, max_length=4)
+    questions: list[ModelQuestion] = Field(min_length=1, max_length=MAX_QUESTIONS)
+    actions: list[ModelAction] = Field(min_length=2, max_length=MAX_ACTIONS)
 
 
-def answer_schema(unlabelled: Sequence[int], refs: Sequence[str]) -> type[ModelDraft]:
+class ModelUpdate(ModelDraft):
+    """The model's addendum to a draft for the ideas that came after it: labels for new themes
+    and at most one action drawn from the new ideas (no question: every token counts here)."""
+
+    questions: list[ModelQuestion] = Field(default=[], max_length=0)
+    actions: list[ModelAction] = Field(max_length=1)
+
+
+def answer_schema(
+    unlabelled: Sequence[int], refs: Sequence[str], model: type[ModelDraft] = ModelDraft
+) -> type[ModelDraft]:
     """ModelDraft, with a JSON schema narrowed to this run: labels only for the `unlabelled`
     themes, citations only of known refs, one to CITE_AT_MOST each. A server that decodes under
     the schema (llama.cpp turns it into a grammar) then cannot spend tokens on what the checks
@@ -170,7 +196,13 @@ def answer_schema(unlabelled: Sequence[int], refs: Sequence[str]) -> type[ModelD
                 items={"type": "string", "enum": list(refs)}, minItems=1, maxItems=CITE_AT_MOST
             )
 
-    return narrowed(ModelDraft, edit)
+    def edit_for(schema: dict[str, Any]) -> None:
+        edit(schema)
+        if model is ModelUpdate:  # the update writes no question: not even an empty list
+            del schema["properties"]["questions"]
+            schema["required"] = [r for r in schema.get("required", []) if r != "questions"]
+
+    return narrowed(model, edit_for)
 
 
 class StoredDraft(BaseModel):
@@ -179,6 +211,11 @@ class StoredDraft(BaseModel):
     labels: dict[str, str]  # theme id -> label
     questions: list[Question]
     actions: list[DraftAction]
+    # The ideas the draft covers, and those its last full run saw (an update adds to a draft
+    # only while most of its ideas had a full run); empty in drafts stored before stop 9.
+    made_from: list[str] = []
+    full_from: list[str] = []
+    contract_id: str | None = None
 
 
 # --- inputs ----------------------------------------------------------------------------------
@@ -218,9 +255,11 @@ def inputs(db: Session, keys: Keyring, session: CodevSession, language: Language
 
 
 def prompt_version(language: Language) -> str:
-    """The versions of the prompt files a draft was made with, e.g. 'draft 1, task 2'."""
+    """The versions of the prompt files a draft was made with (draft, task, update), e.g.
+    'd1.t5.u1' (the column holds 20 characters)."""
     draft, task = prompt("synthesis", "draft", language), prompt("synthesis", "task", language)
-    return f"draft {draft.version}, task {task.version}"
+    update = prompt("synthesis", "update", language)
+    return f"d{draft.version}.t{task.version}.u{update.version}"
 
 
 def require_ideas(found: Inputs) -> None:
@@ -306,7 +345,9 @@ def _broad(refs: Sequence[str], known: dict[str, str]) -> bool:
     return len(refs) > MOST_CITED and len(known) > MOST_CITED
 
 
-def _check(answer: ModelDraft, found: Inputs, today: date) -> tuple[StoredDraft, list[str]]:
+def _check(
+    answer: ModelDraft, found: Inputs, today: date, actions_needed: int = 2
+) -> tuple[StoredDraft, list[str]]:
     """Keep what cites known ideas; say what is wrong with the rest."""
     by_ref = {i.ref: i.id for i in found.all_ideas}
     themes = {t.number: t.id for t in found.ideas.themes}
@@ -325,8 +366,10 @@ def _check(answer: ModelDraft, found: Inputs, today: date) -> tuple[StoredDraft,
         words = item.label.split()
         if item.theme in themes and 0 < len(words) <= LABEL_WORDS:
             labels[themes[item.theme]] = " ".join(words)
-    questions = []
+    questions: list[Question] = []
     for n, q in enumerate(answer.questions, start=1):
+        if _same(q.text) in {_same(k.text) for k in questions}:
+            continue  # said twice: once is enough
         refs = cited(q.ideas, f"question {n}")
         if refs is not None:
             questions.append(
@@ -337,7 +380,7 @@ def _check(answer: ModelDraft, found: Inputs, today: date) -> tuple[StoredDraft,
                     broad=_broad(refs, by_ref),
                 )
             )
-    actions = []
+    actions: list[DraftAction] = []
     for n, a in enumerate(answer.actions, start=1):
         refs = cited(a.ideas, f"action {n}")
         if refs is not None:
@@ -353,9 +396,25 @@ def _check(answer: ModelDraft, found: Inputs, today: date) -> tuple[StoredDraft,
                     broad=_broad(refs, by_ref),
                 )
             )
-    if len(actions) < 2:
-        problems.append(f"{len(actions)} usable actions, at least 2 are needed")
+    if len(actions) < actions_needed:
+        problems.append(f"{len(actions)} usable actions, at least {actions_needed} are needed")
     return StoredDraft(labels=labels, questions=questions, actions=actions), problems
+
+
+def _head(found: Inputs) -> str:
+    return prompt("synthesis", "draft", found.language).render(
+        contract=found.contract or "-", ideas=_idea_lines(found)
+    )
+
+
+def _unlabelled(found: Inputs) -> list[int]:
+    """Themes neither the model nor the facilitator labelled: generating is the slow part, and
+    a theme that grew keeps its label (not current) until a run has time for it."""
+    return [
+        t.number
+        for t in found.ideas.themes
+        if t.label_source not in (LabelSource.model, LabelSource.edited)
+    ]
 
 
 def compose(
@@ -368,19 +427,10 @@ def compose(
     """The model's part, checked; sent back once with the problems. Raises ModelOutputInvalid
     when the second answer still has no usable actions."""
     lang = found.language
-    head = prompt("synthesis", "draft", lang).render(
-        contract=found.contract or "-", ideas=_idea_lines(found)
-    )
-    # Labels only for themes neither the model nor the facilitator labelled: generating is the
-    # slow part, and a theme that grew keeps its label (not current) until a run has time for it.
-    unlabelled = [
-        t.number
-        for t in found.ideas.themes
-        if t.label_source not in (LabelSource.model, LabelSource.edited)
-    ]
+    unlabelled = _unlabelled(found)
     task = prompt("synthesis", "task", lang).render(themes=", ".join(map(str, unlabelled)) or "-")
     schema = answer_schema(unlabelled, [i.ref for i in found.all_ideas])
-    messages = [Message("user", f"{head}\n{task}")]
+    messages = [Message("user", f"{_head(found)}\n{task}")]
     best: StoredDraft | None = None
     for attempt in range(2):
         try:
@@ -405,6 +455,73 @@ def compose(
         "The model's draft synthesis failed its checks twice (its actions did not cite the "
         "consultants' ideas). Nothing was lost: the themes are there; retry.",
         "invalid_synthesis",
+    )
+
+
+def update_of(previous: StoredDraft | None, found: Inputs) -> list[IdeaView] | None:
+    """The ideas an update would add to `previous`, or None when the draft is to be made in
+    full: no usable previous draft, another contract, an idea of it gone (a turn corrected),
+    nothing new, too much new since its last full run, or too few ideas in that run."""
+    if (
+        previous is None
+        or len(previous.full_from) < UPDATE_FROM
+        or previous.contract_id != found.contract_id
+    ):
+        return None
+    current = {i.id for i in found.all_ideas}
+    covered = set(previous.made_from)
+    if not covered <= current:
+        return None
+    new = [i for i in found.all_ideas if i.id not in covered]
+    unseen = len(current - set(previous.full_from))
+    if not new or len(new) > UPDATE_AT_MOST or unseen > UPDATE_SHARE * len(current):
+        return None
+    return new
+
+
+def _same(text: str) -> str:
+    """What makes two statements the same: a small model repeats its own, words for words."""
+    return " ".join(text.casefold().split()).rstrip(" .?!")
+
+
+def compose_update(
+    gateway: LLMGateway,
+    group: GroupRef,
+    found: Inputs,
+    previous: StoredDraft,
+    new: Sequence[IdeaView],
+    today: date,
+    progress: Progress | None = None,
+) -> StoredDraft:
+    """`previous` with what the `new` ideas add: labels for new themes and at most one action
+    citing them (a fifth of a whole draft's tokens, so the draft with every idea is there soon
+    after phase 4 ends). The prompt starts like a full run's, so the server's prefix cache
+    serves all but the new ideas and this short task. An action citing none of the new ideas,
+    or repeating one of the draft's, is dropped; no retry (what the draft holds stands)."""
+    unlabelled = _unlabelled(found)
+    refs = {i.id: i.ref for i in found.all_ideas}
+    task = prompt("synthesis", "update", found.language).render(
+        new=", ".join(refs[i.id] for i in new),
+        themes=", ".join(map(str, unlabelled)) or "-",
+    )
+    schema = answer_schema(unlabelled, [refs[i.id] for i in new], ModelUpdate)
+    answer = gateway.complete(
+        group, PURPOSE, [Message("user", f"{_head(found)}\n{task}")], schema, progress
+    )
+    added, _problems = _check(answer, found, today, actions_needed=0)
+    kept = {i.id for i in found.all_ideas}
+    labels = {k: v for k, v in previous.labels.items() if k in {t.id for t in found.ideas.themes}}
+    planned = {_same(a.objective) for a in previous.actions}
+    return StoredDraft(
+        labels={**labels, **added.labels},
+        questions=previous.questions,
+        actions=[
+            *previous.actions,
+            *(a for a in added.actions if _same(a.objective) not in planned),
+        ][:MAX_ACTIONS],
+        made_from=sorted(kept),
+        full_from=previous.full_from,
+        contract_id=found.contract_id,
     )
 
 
@@ -445,6 +562,24 @@ def store(
     return row
 
 
+def _ready_draft(
+    db: Session, keys: Keyring, session: CodevSession, language: Language
+) -> StoredDraft | None:
+    """The stored draft, when the last run succeeded with the current prompt files."""
+    row = stored(db, session)
+    if (
+        row is None
+        or row.status != DraftStatus.ready
+        or row.body_sealed is None
+        or row.prompt_version != prompt_version(language)
+    ):
+        return None
+    try:
+        return StoredDraft.model_validate_json(keys.open(session.group_id, row, "body"))
+    except ValidationError:
+        return None
+
+
 def make_draft(
     db: Session,
     keys: Keyring,
@@ -464,8 +599,23 @@ def make_draft(
         if session.id in _abandon:
             raise Superseded("Newer ideas came before the end of phase 4: drafting again.")
 
+    previous = _ready_draft(db, keys, session, found.language)
+    new = update_of(previous, found)
     try:
-        draft = compose(gateway, group, found, utcnow().date(), progress)
+        draft = None
+        if previous is not None and new is not None:
+            try:
+                draft = compose_update(
+                    gateway, group, found, previous, new, utcnow().date(), progress
+                )
+            except ModelOutputInvalid:
+                new = None  # the addendum is unusable: the whole draft is made again
+        if draft is None:
+            draft = compose(gateway, group, found, utcnow().date(), progress)
+            every = sorted(i.id for i in found.all_ideas)
+            draft = draft.model_copy(
+                update={"made_from": every, "full_from": every, "contract_id": found.contract_id}
+            )
     except Superseded:
         raise  # nothing stored: the next run covers every idea
     except ModelError as exc:
@@ -484,7 +634,10 @@ def make_draft(
         seconds=round(time.monotonic() - started, 2),
         version=version,
     )
+    before = previous.labels if previous is not None and new is not None else {}
     for theme_id, label in draft.labels.items():
+        if before.get(theme_id) == label:
+            continue  # an update keeps the labels it was given: not made for today's ideas
         members = [i for t in found.ideas.themes if t.id == theme_id for i in t.ideas]
         ideas.set_label(
             db, keys, session, theme_id, label, ideas.basis_of_ids([i.id for i in members])
