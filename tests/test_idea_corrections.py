@@ -205,15 +205,7 @@ def _model_draft(labels: dict[int, str]) -> str:
 def test_the_model_never_replaces_a_persons_label(assisted, model_double):
     circle = Circle.create(assisted)
     client = circle.client
-    circle.advance_to("contract")
-    assisted.ok(
-        "PUT",
-        circle.path("/contract"),
-        client[1],
-        json={"text": "Comment puis-je alléger mon reporting mensuel sans perdre la qualité ?"},
-    )
-    circle.phase("contract", "end")
-    circle.phase("consultation", "start")
+    circle.consult_on("Comment puis-je alléger mon reporting mensuel sans perdre la qualité ?")
     _note(circle, circle.consultants[0], DELEGATION)
     _note(circle, circle.consultants[1], REST)
     themes = _ideas(circle)["themes"]

@@ -148,18 +148,12 @@ def model(model_double):
     return model_double
 
 
+CONTRACT = "Comment puis-je alléger mon reporting mensuel sans perdre la qualité ?"
+
+
 def _ready(api: Api) -> Circle:
     circle = Circle.create(api)
-    client = circle.client
-    circle.advance_to("contract")
-    api.ok(
-        "PUT",
-        circle.path("/contract"),
-        client[1],
-        json={"text": "Comment puis-je alléger mon reporting mensuel sans perdre la qualité ?"},
-    )
-    circle.phase("contract", "end")
-    circle.phase("consultation", "start")
+    circle.consult_on(CONTRACT)
     anatole, zoe, kwame = circle.consultants
     _note(circle, anatole, DELEGATION)
     _note(circle, zoe, MANAGEMENT)

@@ -116,6 +116,14 @@ class Circle:
             self.phase(earlier, "end")
         self.phase(phase, "start")
 
+    def consult_on(self, contract: str) -> None:
+        """Run the phases up to the contract, have the client confirm `contract`, and start the
+        consultation (phase 4)."""
+        self.advance_to("contract")
+        self.api.ok("PUT", self.path("/contract"), self.client[1], json={"text": contract})
+        self.phase("contract", "end")
+        self.phase("consultation", "start")
+
     def recorded(self, phase: str, texts: list[str], uploaded_by: str, status: str = "done") -> str:
         """A stored transcript of `phase`, one segment per text, written as the worker writes
         it (no audio, no model); returns the job id."""

@@ -224,15 +224,7 @@ def eval_synthesis(settings: Settings, runs: int) -> None:
             for case in load(language)[:runs]:
                 speakers = sorted({u["speaker"] for u in case["utterances"]})
                 circle = _circle(api, language, len(speakers))
-                circle.advance_to("contract")
-                api.ok(
-                    "PUT",
-                    circle.path("/contract"),
-                    circle.client[1],
-                    json={"text": case["contract"]},
-                )
-                circle.phase("contract", "end")
-                circle.phase("consultation", "start")
+                circle.consult_on(case["contract"])
                 who = dict(zip(speakers, circle.consultants, strict=True))
                 utterances = case["utterances"]
                 for utterance in utterances[:-2]:
