@@ -11,8 +11,9 @@
   task last), so the model server's prefix cache makes each new run pay for new ideas only.
 - Once a full run has seen most of the ideas, the few that come after it (the last turns
   before phase 4 ends) are added by an update: the model writes only what they add (labels
-  for new themes, at most one action citing them), a fifth of a whole draft's tokens; the whole draft is made again when an idea it covers is gone, when nothing is new
-  (the grouping was corrected), or when too much is new.
+  for new themes, at most one action citing them), a fifth of a whole draft's tokens. The
+  whole draft is made again when an idea it covers is gone, when nothing is new (the
+  grouping was corrected), or when too much is new.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from companion.assist.prompts import prompt
 from companion.errors import Conflict
 from companion.ideas import service as ideas
 from companion.ideas.grouping import unit
-from companion.ideas.views import IdeasView, IdeaView, LabelSource, ThemeView
+from companion.ideas.views import IdeasView, IdeaView, ThemeView
 from companion.llm.errors import ModelError, ModelOutputInvalid
 from companion.llm.gateway import GroupRef, LLMGateway, Message, Progress, narrowed
 from companion.method.phases import Language, Phase
@@ -73,8 +74,8 @@ TEXT_FIELDS = (
 LABEL_WORDS = 8
 PURPOSE = "synthesis.draft"
 # A draft is updated (compose_update) rather than made again when at most UPDATE_AT_MOST ideas
-# are new, at most UPDATE_SHARE of all lack a full run, and the last full run saw UPDATE_FROM ideas or
-# more (early in the phase a whole new draft is worth its time).
+# are new, at most UPDATE_SHARE of all lack a full run, and the last full run saw UPDATE_FROM
+# ideas or more (early in the phase a whole new draft is worth its time).
 UPDATE_AT_MOST = 6
 UPDATE_SHARE = 0.25
 UPDATE_FROM = 8
@@ -195,14 +196,11 @@ def answer_schema(
             defs[name]["properties"]["ideas"].update(
                 items={"type": "string", "enum": list(refs)}, minItems=1, maxItems=CITE_AT_MOST
             )
-
-    def edit_for(schema: dict[str, Any]) -> None:
-        edit(schema)
         if model is ModelUpdate:  # the update writes no question: not even an empty list
             del schema["properties"]["questions"]
             schema["required"] = [r for r in schema.get("required", []) if r != "questions"]
 
-    return narrowed(model, edit_for)
+    return narrowed(model, edit)
 
 
 class StoredDraft(BaseModel):
@@ -410,11 +408,7 @@ def _head(found: Inputs) -> str:
 def _unlabelled(found: Inputs) -> list[int]:
     """Themes neither the model nor the facilitator labelled: generating is the slow part, and
     a theme that grew keeps its label (not current) until a run has time for it."""
-    return [
-        t.number
-        for t in found.ideas.themes
-        if t.label_source not in (LabelSource.model, LabelSource.edited)
-    ]
+    return [t.number for t in found.ideas.themes if t.label_source not in ideas.KEPT_LABELS]
 
 
 def compose(
@@ -509,19 +503,15 @@ def compose_update(
         group, PURPOSE, [Message("user", f"{_head(found)}\n{task}")], schema, progress
     )
     added, _problems = _check(answer, found, today, actions_needed=0)
-    kept = {i.id for i in found.all_ideas}
-    labels = {k: v for k, v in previous.labels.items() if k in {t.id for t in found.ideas.themes}}
+    themes = {t.id for t in found.ideas.themes}
     planned = {_same(a.objective) for a in previous.actions}
     return StoredDraft(
-        labels={**labels, **added.labels},
+        labels={**{k: v for k, v in previous.labels.items() if k in themes}, **added.labels},
         questions=previous.questions,
         actions=[
             *previous.actions,
             *(a for a in added.actions if _same(a.objective) not in planned),
         ][:MAX_ACTIONS],
-        made_from=sorted(kept),
-        full_from=previous.full_from,
-        contract_id=found.contract_id,
     )
 
 
@@ -563,15 +553,15 @@ def store(
 
 
 def _ready_draft(
-    db: Session, keys: Keyring, session: CodevSession, language: Language
+    db: Session, keys: Keyring, session: CodevSession, version: str
 ) -> StoredDraft | None:
-    """The stored draft, when the last run succeeded with the current prompt files."""
+    """The stored draft, when the last run succeeded with the prompt files of `version`."""
     row = stored(db, session)
     if (
         row is None
         or row.status != DraftStatus.ready
         or row.body_sealed is None
-        or row.prompt_version != prompt_version(language)
+        or row.prompt_version != version
     ):
         return None
     try:
@@ -599,8 +589,9 @@ def make_draft(
         if session.id in _abandon:
             raise Superseded("Newer ideas came before the end of phase 4: drafting again.")
 
-    previous = _ready_draft(db, keys, session, found.language)
+    previous = _ready_draft(db, keys, session, version)
     new = update_of(previous, found)
+    every = sorted(i.id for i in found.all_ideas)
     try:
         draft = None
         if previous is not None and new is not None:
@@ -608,14 +599,15 @@ def make_draft(
                 draft = compose_update(
                     gateway, group, found, previous, new, utcnow().date(), progress
                 )
+                full_from = previous.full_from
             except ModelOutputInvalid:
                 new = None  # the addendum is unusable: the whole draft is made again
         if draft is None:
             draft = compose(gateway, group, found, utcnow().date(), progress)
-            every = sorted(i.id for i in found.all_ideas)
-            draft = draft.model_copy(
-                update={"made_from": every, "full_from": every, "contract_id": found.contract_id}
-            )
+            full_from = every
+        draft = draft.model_copy(
+            update={"made_from": every, "full_from": full_from, "contract_id": found.contract_id}
+        )
     except Superseded:
         raise  # nothing stored: the next run covers every idea
     except ModelError as exc:
