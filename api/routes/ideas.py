@@ -4,9 +4,10 @@ corrects the grouping."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from sqlalchemy.orm import Session
 
 from api.deps import (
@@ -51,105 +52,84 @@ CORRECTION: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _correct(
-    ctx: SessionContext,
-    db: Session,
-    keys: Keyring,
-    embed: Embed,
-    request: Request,
-    background: BackgroundTasks,
-    fix: Callable[[Language], bool],
-) -> IdeasView:
-    """Bring the ideas up to date, then apply `fix`, all under the session's lock (as GET
-    …/ideas and the background runner do); what changed is drafted and labelled again."""
-    corrections.require_correctable(ctx.session)
-    language = Language(ctx.group.language)
-    with service.session_lock(ctx.session.id):
-        service.refresh(db, keys, ctx.session, language, embed)
-        db.commit()  # the ideas brought up to date stand, whatever the correction finds
-        try:
-            changed = fix(language)
-            db.commit()
-        except BaseException:
-            db.rollback()  # inside the lock: the runner never sees half a correction
-            raise
-    if changed:  # after the response: the draft synthesis and model labels are redone
-        background.add_task(request.app.state.assist.changed, ctx.session.id, Phase.consultation)
-    return service.view(db, keys, ctx.session)
+@dataclass(frozen=True)
+class Correction:
+    """What a facilitator's correction of the grouping needs, as one dependency."""
+
+    ctx: SessionContext
+    db: Session
+    keys: Keyring
+    embed: Embed
+    request: Request
+    background: BackgroundTasks
+
+    def apply(self, fix: Callable[[Language], bool]) -> IdeasView:
+        """Bring the ideas up to date, then apply `fix`, all under the session's lock (as GET
+        …/ideas and the background runner do); what changed is drafted and labelled again."""
+        session, db = self.ctx.session, self.db
+        corrections.require_correctable(session)
+        language = Language(self.ctx.group.language)
+        with service.session_lock(session.id):
+            service.refresh(db, self.keys, session, language, self.embed)
+            db.commit()  # the ideas brought up to date stand, whatever the correction finds
+            try:
+                changed = fix(language)
+                db.commit()
+            except BaseException:
+                db.rollback()  # inside the lock: the runner never sees half a correction
+                raise
+        if changed:  # after the response: the draft synthesis and model labels are redone
+            assist = self.request.app.state.assist
+            self.background.add_task(assist.changed, session.id, Phase.consultation)
+        return service.view(db, self.keys, session)
 
 
-@router.put("/ideas/{idea_id}/theme", responses=CORRECTION)
-def move_idea(
-    idea_id: str,
-    spec: IdeaMove,
+def _correction(
     ctx: SessionFacilitator,
     db: SessionDep,
     keys: KeysDep,
     embed: EmbedDep,
     request: Request,
     background: BackgroundTasks,
-) -> IdeasView:
+) -> Correction:
+    return Correction(ctx, db, keys, embed, request, background)
+
+
+CorrectionDep = Annotated[Correction, Depends(_correction)]
+
+
+@router.put("/ideas/{idea_id}/theme", responses=CORRECTION)
+def move_idea(idea_id: str, spec: IdeaMove, fix: CorrectionDep) -> IdeasView:
     """The facilitator moves an idea to another theme (`theme_id`), or to a new theme of its
     own (`theme_id: null`); a theme left empty is deleted. Later ideas are placed by where the
     ideas now are."""
-    return _correct(
-        ctx,
-        db,
-        keys,
-        embed,
-        request,
-        background,
+    ctx = fix.ctx
+    return fix.apply(
         lambda language: corrections.move_idea(
-            db, keys, ctx.user, ctx.session, language, idea_id, spec.theme_id
-        ),
+            fix.db, fix.keys, ctx.user, ctx.session, language, idea_id, spec.theme_id
+        )
     )
 
 
 @router.put("/themes/{theme_id}/label", responses=CORRECTION)
-def rename_theme(
-    theme_id: str,
-    spec: ThemeRename,
-    ctx: SessionFacilitator,
-    db: SessionDep,
-    keys: KeysDep,
-    embed: EmbedDep,
-    request: Request,
-    background: BackgroundTasks,
-) -> IdeasView:
+def rename_theme(theme_id: str, spec: ThemeRename, fix: CorrectionDep) -> IdeasView:
     """The facilitator names a theme (`label_source: edited`): neither the key words nor the
     model replace that label afterwards."""
-    return _correct(
-        ctx,
-        db,
-        keys,
-        embed,
-        request,
-        background,
-        lambda _: corrections.rename_theme(db, keys, ctx.user, ctx.session, theme_id, spec.label),
+    ctx = fix.ctx
+    return fix.apply(
+        lambda _: corrections.rename_theme(
+            fix.db, fix.keys, ctx.user, ctx.session, theme_id, spec.label
+        )
     )
 
 
 @router.post("/themes/{theme_id}/merge", responses=CORRECTION)
-def merge_theme(
-    theme_id: str,
-    spec: ThemeMerge,
-    ctx: SessionFacilitator,
-    db: SessionDep,
-    keys: KeysDep,
-    embed: EmbedDep,
-    request: Request,
-    background: BackgroundTasks,
-) -> IdeasView:
+def merge_theme(theme_id: str, spec: ThemeMerge, fix: CorrectionDep) -> IdeasView:
     """The facilitator merges a theme into another (`into`): its ideas move there and it is
     deleted; the other keeps its id, number and label."""
-    return _correct(
-        ctx,
-        db,
-        keys,
-        embed,
-        request,
-        background,
+    ctx = fix.ctx
+    return fix.apply(
         lambda language: corrections.merge_themes(
-            db, keys, ctx.user, ctx.session, language, theme_id, spec.into
-        ),
+            fix.db, fix.keys, ctx.user, ctx.session, language, theme_id, spec.into
+        )
     )
