@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated
 
@@ -17,14 +18,15 @@ from sqlalchemy.orm import Session
 
 from api.state import AppState
 from companion.accounts import service as accounts
+from companion.accounts import signin
 from companion.errors import DomainError, Forbidden, NotFound
 from companion.groups import service as groups
-from companion.groups.views import Role
+from companion.groups.schemas import Role
 from companion.ideas.service import Embed
 from companion.llm.gateway import LLMGateway
 from companion.sessions import service as sessions
 from companion.store.keyring import Keyring
-from companion.store.models import CodevSession, Group, User
+from companion.store.models import CodevSession, Group, User, WebSession
 
 
 class Unauthenticated(DomainError):
@@ -47,10 +49,10 @@ def get_db(request: Request) -> Iterator[Session]:
             raise
 
 
-SessionDep = Annotated[Session, Depends(get_db, scope="function")]
+DbSession = Annotated[Session, Depends(get_db, scope="function")]
 
 
-def get_keys(request: Request, db: SessionDep) -> Keyring:
+def get_keys(request: Request, db: DbSession) -> Keyring:
     return Keyring(db, app_state(request).master)
 
 
@@ -65,16 +67,50 @@ GatewayDep = Annotated[LLMGateway, Depends(get_gateway)]
 
 _bearer = HTTPBearer(auto_error=False, description="Token printed by `companion users create`.")
 
+SESSION_COOKIE = "companion_session"  # the web app's sign-in (HttpOnly)
+CSRF_HEADER = "X-CSRF-Token"  # the pages send the session's CSRF token with every change
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def web_session(request: Request, db: Session) -> WebSession | None:
+    """The browser session behind the request's cookie, if it is live (kept on the request)."""
+    if hasattr(request.state, "web_session"):
+        found: WebSession | None = request.state.web_session
+        return found
+    cookie = request.cookies.get(SESSION_COOKIE)
+    days = app_state(request).settings.web_session_days
+    row = signin.session_of(db, cookie, timedelta(days=days)) if cookie else None
+    request.state.web_session = row
+    request.state.csrf = row.csrf if row is not None else ""  # for pages, even after a rollback
+    return row
+
 
 def current_user(
-    db: SessionDep,
+    request: Request,
+    db: DbSession,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
-    if credentials is None:
+    """The caller, by bearer token (the API) or by the web app's session cookie. A change made
+    with the cookie must carry the session's CSRF token, which another site cannot read."""
+    if credentials is not None:
+        user = accounts.authenticate(db, credentials.credentials)
+        if user is None:
+            raise Unauthenticated("This token is unknown or revoked.")
+        return user
+    row = web_session(request, db)
+    if row is None:
+        if request.cookies.get(SESSION_COOKIE):
+            raise Unauthenticated(
+                "Your sign-in has expired or was closed: open a new invitation link."
+            )
         raise Unauthenticated("Send your token as 'Authorization: Bearer <token>'.")
-    user = accounts.authenticate(db, credentials.credentials)
+    if request.method not in SAFE_METHODS and not signin.csrf_matches(
+        row, request.headers.get(CSRF_HEADER)
+    ):
+        raise Forbidden("This change lacks the page's CSRF token: reload the page and try again.")
+    user = db.get(User, row.user_id)
     if user is None:
-        raise Unauthenticated("This token is unknown or revoked.")
+        raise Unauthenticated("This account no longer exists.")
     return user
 
 
@@ -133,7 +169,7 @@ class GroupAccess(Access):
     def __init__(self, need: Need) -> None:
         self.need = need
 
-    def __call__(self, group_id: str, db: SessionDep, user: CurrentUser) -> GroupContext:
+    def __call__(self, group_id: str, db: DbSession, user: CurrentUser) -> GroupContext:
         return _group_access(db, user, group_id, self.need)
 
 
@@ -142,7 +178,7 @@ class SessionAccess(Access):
         self.need = need
 
     def __call__(
-        self, group_id: str, session_id: str, db: SessionDep, user: CurrentUser
+        self, group_id: str, session_id: str, db: DbSession, user: CurrentUser
     ) -> SessionContext:
         group_need = Need.facilitator if self.need is Need.facilitator else Need.member
         ctx = _group_access(db, user, group_id, group_need)

@@ -12,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.web import render
+from companion.accounts.signin import LinkRefused
 from companion.errors import DomainError
 from companion.store.keyring import KeyGone
 from companion.vault import IntegrityError, MasterKeyError
@@ -32,9 +34,12 @@ def _message(err: dict[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
-async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
+    if render.is_page(request):
+        wrong = "; ".join(f"{_field(e.get('loc', ()))}: {_message(e)}" for e in errors)
+        return render.error_page(request, 422, f"Invalid form: {wrong}")
     if any(e.get("type") == "json_invalid" for e in errors):
         detail = errors[0].get("ctx", {}).get("error", "")
         return JSONResponse(
@@ -60,8 +65,11 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return await http_exception_handler(request, exc)
 
 
-async def domain_error(_request: Request, exc: Exception) -> JSONResponse:
+async def domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
+    if render.is_page(request):
+        problem = exc.problem.value if isinstance(exc, LinkRefused) else None
+        return render.error_page(request, exc.status, str(exc), problem)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return JSONResponse(status_code=exc.status, content={"detail": str(exc)}, headers=headers)
 

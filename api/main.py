@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from api import errors
 from api.limits import BodyLimit
@@ -20,6 +21,7 @@ from api.routes import (
     groups,
     health,
     ideas,
+    invitations,
     learnings,
     live,
     members,
@@ -33,6 +35,9 @@ from api.routes import (
     users,
 )
 from api.state import AppState
+from api.web import render
+from api.web.routes import home, signin
+from api.web.security import SecurityHeaders
 from companion.config import Settings, get_settings
 from companion.runtime import open_store
 from companion.speech.queue import TranscriptionService
@@ -40,9 +45,13 @@ from companion.synthesis.runner import AssistRunner
 
 API_PREFIX = "/api/v1"
 
+# The web app's pages, at the root.
+PAGES = (signin.router, home.router)
+
 # Every resource router, mounted under API_PREFIX (health stays at the root).
 ROUTERS = (
     users.router,
+    invitations.router,
     groups.router,
     members.router,
     cycles.router,
@@ -108,7 +117,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_text_chars=settings.max_text_chars,
         uploads=(transcripts.UPLOAD_PATH, settings.max_upload_bytes),
     )
+    app.add_middleware(SecurityHeaders)
     app.include_router(health.router)
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
+    app.mount("/static", StaticFiles(directory=render.WEB / "static"), name="static")
+    for page in PAGES:
+        app.include_router(page)
     return app

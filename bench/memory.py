@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from companion.config import Settings
 from companion.memory.chroma import SEALED_PREFIX, StoredHit
 from companion.memory.embeddings import Embedder, make_embedder
+from companion.memory.schemas import MemoryKind
 from companion.memory.service import Memory
 from companion.memory.sources import MemoryItem
-from companion.memory.views import MemoryKind
 from companion.runtime import open_store
 from companion.store.keyring import Keyring
 from companion.store.models import new_id, utcnow

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from companion.accounts import service as accounts
+from companion.accounts import signin
 from companion.audit import service as audit
 from companion.config import Settings
 from companion.memory.cli import app as memory_app
@@ -53,7 +55,23 @@ def serve(
 
     settings = _settings(data_dir, host=host, port=port)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _print_setup_link(settings)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+
+
+def _print_setup_link(settings: Settings) -> None:
+    """With no administrator yet, a one-time link that creates the first one in the browser."""
+    store = open_store(settings)
+    try:
+        with store.sessions() as db, db.begin():
+            issued = signin.setup_link(db, timedelta(days=settings.invitation_days))
+    finally:
+        store.engine.dispose()
+    if issued is not None:
+        url = f"{settings.resolved_public_url}/setup/{issued.token}"
+        typer.echo(f"\nNo administrator yet. Open this one-time link to create one:\n  {url}\n")
+    else:
+        typer.echo(f"\nCodev Companion: {settings.resolved_public_url}/\n")
 
 
 @app.command()

@@ -165,6 +165,22 @@ class Settings(BaseSettings):
         default=60, gt=0, description="Live mode: a connection silent this long is closed."
     )
 
+    public_url: str | None = Field(
+        default=None,
+        description="The address people open, for the links the service prints and the "
+        "invitations it makes (https://companion.example.org); default: http://host:port.",
+    )
+    web_session_days: float = Field(
+        default=30, gt=0, description="A browser stays signed in this long after its last use."
+    )
+    invitation_days: float = Field(
+        default=7, gt=0, description="An invitation link works once, within this many days."
+    )
+    web_secure_cookies: bool | None = Field(
+        default=None,
+        description="Mark cookies Secure (HTTPS only); default: when public_url is https.",
+    )
+
     @model_validator(mode="after")
     def _no_prompt_tracing(self) -> Self:
         """langchain-core (prompt templates) comes with LangSmith, whose tracing, switched on
@@ -186,6 +202,16 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'companion.db').resolve()}"
+
+    @property
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.web_secure_cookies is not None:
+            return self.web_secure_cookies
+        return self.resolved_public_url.startswith("https://")
 
     @property
     def resolved_master_key_file(self) -> Path:

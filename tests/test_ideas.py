@@ -15,8 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from companion.ideas.schemas import IdeasView, IdeaView, ThemeView
 from companion.ideas.split import split
-from companion.ideas.views import IdeasView, IdeaView, ThemeView
 from companion.method.phases import Language
 from companion.synthesis import service as synthesis
 from tests.world import Api, Circle

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select, text
 
 from companion.config import Settings
-from companion.groups.views import Policy
+from companion.groups.schemas import Policy
 from companion.llm.errors import (
     ModelCallFailed,
     ModelOutputInvalid,

@@ -29,9 +29,9 @@ from companion.config import Settings
 from companion.memory.chroma import SEALED_PREFIX, VectorStore, collection_name
 from companion.memory.embeddings import Embedder, EmbedderUnavailable, make_embedder
 from companion.memory.rotation import Rotations, rotate, rotation_matrix
+from companion.memory.schemas import MemoryKind
 from companion.memory.service import Memory
 from companion.memory.sources import MemoryItem
-from companion.memory.views import MemoryKind
 from companion.runtime import open_store
 from companion.store.models import MemoryOutbox
 from companion.vault import DataKey, IntegrityError

@@ -7,11 +7,11 @@ from datetime import date
 
 import pytest
 
-from companion.ideas.views import IdeaView, LabelSource, SourceKind, ThemeView
+from companion.ideas.schemas import IdeaView, LabelSource, SourceKind, ThemeView
 from companion.method.phases import Language
-from companion.sessions.views import Person
+from companion.sessions.schemas import Person
 from companion.synthesis import export
-from companion.synthesis.views import (
+from companion.synthesis.schemas import (
     DraftAction,
     DraftStatus,
     Question,

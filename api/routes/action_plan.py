@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import KeysDep, SessionClient, SessionDep, SessionMember
+from api.deps import DbSession, KeysDep, SessionClient, SessionMember
 from companion.sessions import content
-from companion.sessions.views import (
+from companion.sessions.schemas import (
     ActionCreate,
     ActionPlanView,
     ActionUpdate,
@@ -18,12 +18,12 @@ router = APIRouter(
 
 
 @router.get("")
-def get_action_plan(ctx: SessionMember, db: SessionDep, keys: KeysDep) -> ActionPlanView:
+def get_action_plan(ctx: SessionMember, db: DbSession, keys: KeysDep) -> ActionPlanView:
     return content.action_plan(db, keys, ctx.session)
 
 
 @router.post("/actions", status_code=201)
-def add_action(spec: ActionCreate, ctx: SessionClient, db: SessionDep, keys: KeysDep) -> ActionView:
+def add_action(spec: ActionCreate, ctx: SessionClient, db: DbSession, keys: KeysDep) -> ActionView:
     """The client adds an action (from the synthesis phase on)."""
     action = content.add_action(db, keys, ctx.user, ctx.session, spec)
     return content.action_view(db, keys, ctx.session, action)
@@ -31,7 +31,7 @@ def add_action(spec: ActionCreate, ctx: SessionClient, db: SessionDep, keys: Key
 
 @router.patch("/actions/{action_id}")
 def update_action(
-    action_id: str, spec: ActionUpdate, ctx: SessionClient, db: SessionDep, keys: KeysDep
+    action_id: str, spec: ActionUpdate, ctx: SessionClient, db: DbSession, keys: KeysDep
 ) -> ActionView:
     """Status and wording stay editable after the session closes: that is the follow-up."""
     action = content.get_action(db, ctx.session, action_id)
@@ -41,7 +41,7 @@ def update_action(
 
 @router.post("/actions/{action_id}/progress", status_code=201)
 def add_progress(
-    action_id: str, spec: ProgressCreate, ctx: SessionClient, db: SessionDep, keys: KeysDep
+    action_id: str, spec: ProgressCreate, ctx: SessionClient, db: DbSession, keys: KeysDep
 ) -> ActionView:
     """A dated progress note on an action."""
     action = content.get_action(db, ctx.session, action_id)

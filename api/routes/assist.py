@@ -3,10 +3,10 @@ from __future__ import annotations
 from fastapi import APIRouter, BackgroundTasks, Request
 
 from api.deps import (
+    DbSession,
     GatewayDep,
     KeysDep,
     SessionClient,
-    SessionDep,
     SessionFacilitator,
     app_state,
 )
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/groups/{group_id}/sessions/{session_id}", tags=["ass
 @router.get("/clarity")
 def clarity_prompts(
     ctx: SessionFacilitator,
-    db: SessionDep,
+    db: DbSession,
     keys: KeysDep,
     request: Request,
     background: BackgroundTasks,
@@ -51,7 +51,7 @@ def clarity_prompts(
     },
 )
 def review_clarity(
-    ctx: SessionFacilitator, db: SessionDep, keys: KeysDep, request: Request
+    ctx: SessionFacilitator, db: DbSession, keys: KeysDep, request: Request
 ) -> ClarityView:
     """For the facilitator: have the model review now the questions no cue decided (it is
     otherwise done in the background while phase 2 runs), and return the clarity view. On a
@@ -70,7 +70,7 @@ def review_clarity(
     },
 )
 def contract_drafts(
-    ctx: SessionClient, db: SessionDep, keys: KeysDep, gateway: GatewayDep
+    ctx: SessionClient, db: DbSession, keys: KeysDep, gateway: GatewayDep
 ) -> ContractDrafts:
     """For the client: up to three one-sentence contract candidates that pass every check."""
     return service.contract_drafts(db, keys, gateway, ctx.group, ctx.session)

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import AdminUser, GroupManager, SessionDep
+from api.deps import AdminUser, DbSession, GroupManager
 from companion.audit import service
 from companion.audit.service import AuditEntry
 
@@ -16,7 +16,7 @@ Offset = Annotated[int, Query(ge=0)]
 
 @router.get("/groups/{group_id}/audit")
 def group_audit(
-    ctx: GroupManager, db: SessionDep, limit: Limit = 200, offset: Offset = 0
+    ctx: GroupManager, db: DbSession, limit: Limit = 200, offset: Offset = 0
 ) -> list[AuditEntry]:
     """Who did what in this group and when; never content. Newest first."""
     return service.entries(db, ctx.group.id, limit, offset)
@@ -24,7 +24,7 @@ def group_audit(
 
 @router.get("/audit")
 def all_audit(
-    _admin: AdminUser, db: SessionDep, limit: Limit = 200, offset: Offset = 0
+    _admin: AdminUser, db: DbSession, limit: Limit = 200, offset: Offset = 0
 ) -> list[AuditEntry]:
     """The whole deployment's audit log, for administrators."""
     return service.entries(db, None, limit, offset)

@@ -3,9 +3,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import (
+    DbSession,
     GatewayDep,
     KeysDep,
-    SessionDep,
     SessionFacilitator,
     SessionMember,
     SessionParticipant,
@@ -19,14 +19,14 @@ router = APIRouter(prefix="/groups/{group_id}/sessions/{session_id}/learnings", 
 
 
 @router.get("/questions")
-def debrief_questions(ctx: SessionParticipant, db: SessionDep) -> debrief.DebriefQuestions:
+def debrief_questions(ctx: SessionParticipant, db: DbSession) -> debrief.DebriefQuestions:
     """The phase 6 questions for the caller's role, and the questions on the process."""
     role = sessions.participants(db, ctx.session)[ctx.user.id]
     return debrief.questions(Language(ctx.group.language), role)
 
 
 @router.get("/regulation")
-def get_regulation(ctx: SessionMember, db: SessionDep, keys: KeysDep) -> debrief.Regulation:
+def get_regulation(ctx: SessionMember, db: DbSession, keys: KeysDep) -> debrief.Regulation:
     """The session's evaluation: ratings, phases over their timebox, who has not answered, and
     the regulation points for the next session once made (`summary`, else null)."""
     view = sessions.view(db, keys, ctx.group, ctx.session)
@@ -44,7 +44,7 @@ def get_regulation(ctx: SessionMember, db: SessionDep, keys: KeysDep) -> debrief
     },
 )
 def summarise_regulation(
-    ctx: SessionFacilitator, db: SessionDep, keys: KeysDep, gateway: GatewayDep
+    ctx: SessionFacilitator, db: DbSession, keys: KeysDep, gateway: GatewayDep
 ) -> regulation.SummaryMade:
     """For the facilitator: 1-5 regulation points ("keep" or "change", one sentence each)
     drawn from the participants' learnings, each citing the learnings it comes from. Replaces
@@ -54,7 +54,7 @@ def summarise_regulation(
 
 @router.put("/regulation/summary")
 def edit_regulation(
-    spec: regulation.PointsSet, ctx: SessionFacilitator, db: SessionDep, keys: KeysDep
+    spec: regulation.PointsSet, ctx: SessionFacilitator, db: DbSession, keys: KeysDep
 ) -> regulation.RegulationSummaryView:
     """The facilitator rewrites the regulation points; they are then marked edited."""
     return regulation.edit(db, keys, ctx.user, ctx.session, spec)

@@ -3,15 +3,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from sqlalchemy import text
 
-from api.deps import AdminUser, CurrentUser, GroupManager, GroupMember, KeysDep, SessionDep
+from api.deps import AdminUser, CurrentUser, DbSession, GroupManager, GroupMember, KeysDep
 from companion.groups import service
-from companion.groups.views import GroupCreate, GroupUpdate, GroupView
+from companion.groups.schemas import GroupCreate, GroupUpdate, GroupView
 
 router = APIRouter(prefix="/groups", tags=["groups"])
 
 
 @router.post("", status_code=201)
-def create_group(spec: GroupCreate, admin: AdminUser, db: SessionDep, keys: KeysDep) -> GroupView:
+def create_group(spec: GroupCreate, admin: AdminUser, db: DbSession, keys: KeysDep) -> GroupView:
     """Create a group with its own data key; `facilitator_ids` become its facilitators."""
     group = service.create_group(db, keys, admin, spec)
     membership = service.membership(db, group.id, admin.id)
@@ -19,7 +19,7 @@ def create_group(spec: GroupCreate, admin: AdminUser, db: SessionDep, keys: Keys
 
 
 @router.get("")
-def my_groups(user: CurrentUser, db: SessionDep, keys: KeysDep) -> list[GroupView]:
+def my_groups(user: CurrentUser, db: DbSession, keys: KeysDep) -> list[GroupView]:
     return [service.view(keys, g, role) for g, role in service.groups_of(db, user)]
 
 
@@ -29,13 +29,13 @@ def get_group(ctx: GroupMember, keys: KeysDep) -> GroupView:
 
 
 @router.patch("/{group_id}")
-def update_group(spec: GroupUpdate, ctx: GroupManager, db: SessionDep, keys: KeysDep) -> GroupView:
+def update_group(spec: GroupUpdate, ctx: GroupManager, db: DbSession, keys: KeysDep) -> GroupView:
     group = service.update_group(db, keys, ctx.user, ctx.group, spec)
     return service.view(keys, group, ctx.role)
 
 
 @router.delete("/{group_id}", status_code=204)
-def delete_group(ctx: GroupManager, db: SessionDep, keys: KeysDep) -> Response:
+def delete_group(ctx: GroupManager, db: DbSession, keys: KeysDep) -> Response:
     """Delete the group and destroy its key: its data can never be read again."""
     service.delete_group(db, keys, ctx.user, ctx.group)
     if db.get_bind().dialect.name == "sqlite":

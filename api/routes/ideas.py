@@ -11,16 +11,16 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from sqlalchemy.orm import Session
 
 from api.deps import (
+    DbSession,
     EmbedDep,
     KeysDep,
     SessionContext,
-    SessionDep,
     SessionFacilitator,
     SessionMember,
 )
 from companion.ideas import corrections, service
+from companion.ideas.schemas import IdeaMove, IdeasView, ThemeMerge, ThemeRename
 from companion.ideas.service import Embed
-from companion.ideas.views import IdeaMove, IdeasView, ThemeMerge, ThemeRename
 from companion.method.phases import Language, Phase
 from companion.store.keyring import Keyring
 
@@ -34,7 +34,7 @@ router = APIRouter(prefix="/groups/{group_id}/sessions/{session_id}", tags=["ass
         503: {"description": "The embedding model cannot be used right now."},
     },
 )
-def ideas(ctx: SessionMember, db: SessionDep, keys: KeysDep, embed: EmbedDep) -> IdeasView:
+def ideas(ctx: SessionMember, db: DbSession, keys: KeysDep, embed: EmbedDep) -> IdeasView:
     """The consultants' ideas of phase 4, each exactly as said and linked to its note or
     transcript segment, grouped into themes that keep their ids as ideas arrive; near-duplicates
     are marked. Brought up to date on each call (and in the background while phase 4 runs)."""
@@ -86,7 +86,7 @@ class Correction:
 
 def _correction(
     ctx: SessionFacilitator,
-    db: SessionDep,
+    db: DbSession,
     keys: KeysDep,
     embed: EmbedDep,
     request: Request,

@@ -41,7 +41,7 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketState
 
-from api.deps import AdminUser, GroupMember, Need, SessionAccess, SessionDep, Unauthenticated
+from api.deps import AdminUser, DbSession, GroupMember, Need, SessionAccess, Unauthenticated
 from api.routes.transcripts import get_speech
 from api.state import AppState
 from companion.accounts import service as accounts
@@ -49,8 +49,8 @@ from companion.errors import Conflict, DomainError, Forbidden, NotFound
 from companion.method.phases import Phase
 from companion.speech import depth, live, stream
 from companion.speech.queue import TranscriptionService
+from companion.speech.schemas import GroupQueueView, QueueDepthView
 from companion.speech.stitch import Stitcher
-from companion.speech.views import GroupQueueView, QueueDepthView
 from companion.store.keyring import Keyring
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ _participant = SessionAccess(Need.participant)
 
 
 @router.get("/groups/{group_id}/transcription-queue")
-def group_queue(ctx: GroupMember, db: SessionDep, request: Request) -> GroupQueueView:
+def group_queue(ctx: GroupMember, db: DbSession, request: Request) -> GroupQueueView:
     """The group's recordings waiting or being transcribed (with their place in the workers'
     order) and its live connections, with how many recordings wait in all."""
     workers = request.app.state.companion.settings.transcription_workers
@@ -74,7 +74,7 @@ def group_queue(ctx: GroupMember, db: SessionDep, request: Request) -> GroupQueu
 
 
 @router.get("/transcription-queue")
-def queue_depth(_admin: AdminUser, db: SessionDep, request: Request) -> QueueDepthView:
+def queue_depth(_admin: AdminUser, db: DbSession, request: Request) -> QueueDepthView:
     """Every group together (administrators): jobs per state, live connections, the age of
     the oldest waiting recording, queue messages."""
     speech = get_speech(request)

@@ -2,37 +2,37 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from api.deps import GroupManager, GroupMember, KeysDep, SessionDep
+from api.deps import DbSession, GroupManager, GroupMember, KeysDep
 from companion.groups import service
-from companion.groups.views import MemberAdd, MemberUpdate, MemberView
+from companion.groups.schemas import MemberAdd, MemberUpdate, MemberView
 
 router = APIRouter(prefix="/groups/{group_id}/members", tags=["members"])
 
 
-def _one(db: SessionDep, keys: KeysDep, ctx: GroupManager, user_id: str) -> MemberView:
+def _one(db: DbSession, keys: KeysDep, ctx: GroupManager, user_id: str) -> MemberView:
     return next(m for m in service.members(db, keys, ctx.group) if m.user_id == user_id)
 
 
 @router.get("")
-def list_members(ctx: GroupMember, db: SessionDep, keys: KeysDep) -> list[MemberView]:
+def list_members(ctx: GroupMember, db: DbSession, keys: KeysDep) -> list[MemberView]:
     return service.members(db, keys, ctx.group)
 
 
 @router.post("", status_code=201)
-def add_member(spec: MemberAdd, ctx: GroupManager, db: SessionDep, keys: KeysDep) -> MemberView:
+def add_member(spec: MemberAdd, ctx: GroupManager, db: DbSession, keys: KeysDep) -> MemberView:
     service.add_member(db, ctx.user, ctx.group, spec.user_id, spec.role)
     return _one(db, keys, ctx, spec.user_id)
 
 
 @router.patch("/{user_id}")
 def change_role(
-    user_id: str, spec: MemberUpdate, ctx: GroupManager, db: SessionDep, keys: KeysDep
+    user_id: str, spec: MemberUpdate, ctx: GroupManager, db: DbSession, keys: KeysDep
 ) -> MemberView:
     service.set_role(db, ctx.user, ctx.group, user_id, spec.role)
     return _one(db, keys, ctx, user_id)
 
 
 @router.delete("/{user_id}", status_code=204)
-def remove_member(user_id: str, ctx: GroupManager, db: SessionDep) -> Response:
+def remove_member(user_id: str, ctx: GroupManager, db: DbSession) -> Response:
     service.remove_member(db, ctx.user, ctx.group, user_id)
     return Response(status_code=204)

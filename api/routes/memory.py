@@ -15,12 +15,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Query, Request
 
-from api.deps import GroupMember, KeysDep, SessionDep, app_state
+from api.deps import DbSession, GroupMember, KeysDep, app_state
 from companion.assist import ask
 from companion.errors import Invalid
 from companion.memory.chroma import MemoryUnavailable
+from companion.memory.schemas import MemoryKind, MemorySearchView
 from companion.memory.service import Filters, Memory
-from companion.memory.views import MemoryKind, MemorySearchView
 
 
 @asynccontextmanager
@@ -68,7 +68,7 @@ def _when(name: str, value: str | None) -> date | datetime | None:
 def search_memory(
     request: Request,
     ctx: GroupMember,
-    db: SessionDep,
+    db: DbSession,
     keys: KeysDep,
     q: Annotated[str, Query(description="What to look for, in French or English.")],
     kind: Annotated[MemoryKind | None, Query(description="Only this kind of memory.")] = None,
@@ -107,7 +107,7 @@ def search_memory(
     },
 )
 def ask_memory(
-    request: Request, ctx: GroupMember, db: SessionDep, keys: KeysDep, body: ask.MemoryQuestion
+    request: Request, ctx: GroupMember, db: DbSession, keys: KeysDep, body: ask.MemoryQuestion
 ) -> ask.MemoryAnswer:
     """An answer to a question about the group's past, from its own memories only, each
     citation one of them (kind, session and its date, source id, snippet; for a transcript

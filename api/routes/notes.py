@@ -2,17 +2,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, BackgroundTasks, Request
 
-from api.deps import KeysDep, SessionDep, SessionMember, SessionParticipant
+from api.deps import DbSession, KeysDep, SessionMember, SessionParticipant
 from companion.method.phases import Phase
 from companion.sessions import content
-from companion.sessions.views import NoteCreate, NoteView
+from companion.sessions.schemas import NoteCreate, NoteView
 
 router = APIRouter(prefix="/groups/{group_id}/sessions/{session_id}/notes", tags=["notes"])
 
 
 @router.get("")
 def list_notes(
-    ctx: SessionMember, db: SessionDep, keys: KeysDep, phase: Phase | None = None
+    ctx: SessionMember, db: DbSession, keys: KeysDep, phase: Phase | None = None
 ) -> list[NoteView]:
     return content.notes(db, keys, ctx.session, phase)
 
@@ -21,7 +21,7 @@ def list_notes(
 def add_note(
     spec: NoteCreate,
     ctx: SessionParticipant,
-    db: SessionDep,
+    db: DbSession,
     keys: KeysDep,
     request: Request,
     background: BackgroundTasks,

@@ -2,23 +2,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter, BackgroundTasks, Request
 
-from api.deps import KeysDep, SessionDep, SessionFacilitator, SessionMember
+from api.deps import DbSession, KeysDep, SessionFacilitator, SessionMember
 from companion.method.phases import Phase
 from companion.sessions import service
-from companion.sessions.views import PhaseView, SessionView
+from companion.sessions.schemas import PhaseView, SessionView
 
 router = APIRouter(prefix="/groups/{group_id}/sessions/{session_id}/phases", tags=["phases"])
 
 
 @router.get("")
-def list_phases(ctx: SessionMember, db: SessionDep, keys: KeysDep) -> list[PhaseView]:
+def list_phases(ctx: SessionMember, db: DbSession, keys: KeysDep) -> list[PhaseView]:
     return service.view(db, keys, ctx.group, ctx.session).phases
 
 
 @router.post("/{phase}/start", responses={409: {"description": "Not allowed now."}})
-def start_phase(
-    phase: Phase, ctx: SessionFacilitator, db: SessionDep, keys: KeysDep
-) -> SessionView:
+def start_phase(phase: Phase, ctx: SessionFacilitator, db: DbSession, keys: KeysDep) -> SessionView:
     """Phases run strictly in order; a 409 says what is allowed now."""
     session = service.get_session(db, ctx.group, ctx.session.id, lock=True)
     service.move(db, ctx.user, session, phase, start=True)
@@ -29,7 +27,7 @@ def start_phase(
 def end_phase(
     phase: Phase,
     ctx: SessionFacilitator,
-    db: SessionDep,
+    db: DbSession,
     keys: KeysDep,
     request: Request,
     background: BackgroundTasks,

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
-from api.deps import KeysDep, SessionClient, SessionDep, app_state
+from api.deps import DbSession, KeysDep, SessionClient, app_state
 from api.state import AppState
 from companion.ideas import service as ideas
 from companion.llm.errors import ModelError
@@ -24,7 +24,7 @@ from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Group
 from companion.synthesis import export
 from companion.synthesis import service as synthesis
-from companion.synthesis.views import SynthesisView
+from companion.synthesis.schemas import SynthesisView
 
 router = APIRouter(prefix="/groups/{group_id}/sessions/{session_id}", tags=["assistance"])
 
@@ -78,7 +78,7 @@ def _make(state: AppState, session_id: str) -> SynthesisView:
     responses={409: {"description": "No consultation or no ideas yet."}},
 )
 def read_synthesis(
-    ctx: SessionClient, request: Request, db: SessionDep, keys: KeysDep
+    ctx: SessionClient, request: Request, db: DbSession, keys: KeysDep
 ) -> SynthesisView:
     """The draft as it stands: the outline (contract, themes, what is closest to the contract)
     at once, and the model's part as last made (`current` says whether it covers every idea).
@@ -95,7 +95,7 @@ def read_synthesis(
     },
 )
 def make_synthesis(
-    ctx: SessionClient, request: Request, db: SessionDep, keys: KeysDep
+    ctx: SessionClient, request: Request, db: DbSession, keys: KeysDep
 ) -> SynthesisView:
     """Make the model's part now if it is not current (it usually is: it is made in the
     background while phase 4 runs), and return the whole draft."""
@@ -117,7 +117,7 @@ def _event(name: str, data: str) -> str:
     },
 )
 def stream_synthesis(
-    ctx: SessionClient, request: Request, db: SessionDep, keys: KeysDep
+    ctx: SessionClient, request: Request, db: DbSession, keys: KeysDep
 ) -> StreamingResponse:
     """Server-sent events: `outline` at once (a SynthesisView without a current model part),
     `progress` ({written}: about how many tokens the model has written) every second while it
@@ -187,7 +187,7 @@ def stream_synthesis(
 def export_synthesis(
     ctx: SessionClient,
     request: Request,
-    db: SessionDep,
+    db: DbSession,
     keys: KeysDep,
     format: Literal["markdown", "pdf"] = "markdown",
 ) -> Response:

@@ -9,13 +9,13 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
-from api.deps import KeysDep, SessionDep, SessionMember, SessionParticipant, app_state
+from api.deps import DbSession, KeysDep, SessionMember, SessionParticipant, app_state
 from companion.errors import Invalid
 from companion.method.phases import Phase
 from companion.sessions.service import require_running
 from companion.speech import jobs
 from companion.speech.queue import TranscriptionService
-from companion.speech.views import JobView, SegmentEdit, SegmentView, TranscriptView
+from companion.speech.schemas import JobView, SegmentEdit, SegmentView, TranscriptView
 
 router = APIRouter(prefix="/groups/{group_id}/sessions/{session_id}", tags=["transcription"])
 
@@ -66,7 +66,7 @@ async def upload_recording(
     phase: Phase,
     request: Request,
     ctx: SessionParticipant,
-    db: SessionDep,
+    db: DbSession,
     keys: KeysDep,
     speech: SpeechDep,
     background: BackgroundTasks,
@@ -107,13 +107,13 @@ async def upload_recording(
 
 
 @router.get("/transcription-jobs")
-def list_jobs(ctx: SessionMember, db: SessionDep, request: Request) -> list[JobView]:
+def list_jobs(ctx: SessionMember, db: DbSession, request: Request) -> list[JobView]:
     workers = app_state(request).settings.transcription_workers
     return [jobs.job_view(db, job, workers) for job in jobs.jobs_of(db, ctx.session)]
 
 
 @router.get("/transcription-jobs/{job_id}")
-def get_job(job_id: str, ctx: SessionMember, db: SessionDep, request: Request) -> JobView:
+def get_job(job_id: str, ctx: SessionMember, db: DbSession, request: Request) -> JobView:
     """Status, percent of the audio done, ETA, and the reason when it failed."""
     workers = app_state(request).settings.transcription_workers
     return jobs.job_view(db, jobs.get_job(db, ctx.session, job_id), workers)
@@ -121,7 +121,7 @@ def get_job(job_id: str, ctx: SessionMember, db: SessionDep, request: Request) -
 
 @router.get("/transcript")
 def get_transcript(
-    ctx: SessionMember, db: SessionDep, keys: KeysDep, phase: Phase | None = None
+    ctx: SessionMember, db: DbSession, keys: KeysDep, phase: Phase | None = None
 ) -> TranscriptView:
     """The session's transcript (or one phase's): segments in phase and recording order."""
     return jobs.transcript(db, keys, ctx.session, phase)
@@ -132,7 +132,7 @@ def edit_segment(
     segment_id: str,
     spec: SegmentEdit,
     ctx: SessionParticipant,
-    db: SessionDep,
+    db: DbSession,
     keys: KeysDep,
     request: Request,
     background: BackgroundTasks,

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import AdminUser, CurrentUser, KeysDep, SessionDep
+from api.deps import AdminUser, CurrentUser, DbSession, KeysDep
 from companion.accounts import service as accounts
-from companion.accounts.views import UserCreate, UserCreated, UserView
+from companion.accounts.schemas import UserCreate, UserCreated, UserView
 from companion.audit import service as audit
 from companion.errors import Forbidden
 from companion.store.models import User
@@ -13,7 +13,7 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 
 @router.post("", status_code=201)
-def create_user(spec: UserCreate, admin: AdminUser, db: SessionDep, keys: KeysDep) -> UserCreated:
+def create_user(spec: UserCreate, admin: AdminUser, db: DbSession, keys: KeysDep) -> UserCreated:
     """Create an account; its token is shown once, only in this answer."""
     user = accounts.create_user(db, keys, spec.name, is_admin=spec.is_admin)
     token = accounts.issue_token(db, user)
@@ -22,7 +22,7 @@ def create_user(spec: UserCreate, admin: AdminUser, db: SessionDep, keys: KeysDe
 
 
 @router.get("")
-def list_users(_admin: AdminUser, db: SessionDep, keys: KeysDep) -> list[UserView]:
+def list_users(_admin: AdminUser, db: DbSession, keys: KeysDep) -> list[UserView]:
     return [accounts.view(keys, u) for u in db.query(User).order_by(User.created_at).all()]
 
 
@@ -32,7 +32,7 @@ def me(user: CurrentUser, keys: KeysDep) -> UserView:
 
 
 @router.post("/{user_id}/tokens", status_code=201)
-def new_token(user_id: str, caller: CurrentUser, db: SessionDep) -> dict[str, str]:
+def new_token(user_id: str, caller: CurrentUser, db: DbSession) -> dict[str, str]:
     """A new token for yourself (or, for an administrator, for anyone); older ones stay valid."""
     if caller.id != user_id and not caller.is_admin:
         raise Forbidden("You can only issue tokens for yourself.")

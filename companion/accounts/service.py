@@ -10,7 +10,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from companion.accounts.views import UserView
+from companion.accounts.schemas import UserView
 from companion.errors import NotFound
 from companion.store.keyring import SYSTEM_SCOPE, Keyring
 from companion.store.models import ApiToken, User, new_id, utcnow

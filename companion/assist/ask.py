@@ -24,8 +24,8 @@ from companion.config import Settings
 from companion.errors import Invalid
 from companion.llm.errors import ModelOutputInvalid
 from companion.llm.gateway import LLMGateway, Message
+from companion.memory.schemas import MemoryHit, MemoryKind
 from companion.memory.service import Filters, Memory
-from companion.memory.views import MemoryHit, MemoryKind
 from companion.method.phases import Language
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Group, PhaseRun, TranscriptSegment

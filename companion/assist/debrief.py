@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from companion.assist.prompts import data
 from companion.assist.regulation import Overrun, RegulationSummaryView, overruns
 from companion.method.phases import Language
-from companion.sessions.views import LearningsView, SessionView
+from companion.sessions.schemas import LearningsView, SessionView
 
 
 class DebriefQuestions(BaseModel):

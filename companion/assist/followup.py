@@ -14,8 +14,8 @@ from companion.assist import regulation
 from companion.errors import NotFound
 from companion.sessions import content
 from companion.sessions import service as sessions_service
+from companion.sessions.schemas import ActionView, Person
 from companion.sessions.service import person
-from companion.sessions.views import ActionView, Person
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Contract, Group, Learning
 

@@ -34,12 +34,12 @@ from companion.errors import Conflict, Invalid
 from companion.llm.errors import ModelOutputInvalid
 from companion.llm.gateway import LLMGateway, Message
 from companion.memory import outbox as memory
-from companion.memory.views import MemoryKind
+from companion.memory.schemas import MemoryKind
 from companion.method.contract import sentences
 from companion.method.phases import Language, Phase
 from companion.sessions import content
 from companion.sessions import service as sessions
-from companion.sessions.views import LearningsView, Person, SessionView
+from companion.sessions.schemas import LearningsView, Person, SessionView
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Group, RegulationSummary, User, new_id, utcnow
 from companion.text import Name

@@ -5,9 +5,9 @@ from sqlalchemy.orm import Session
 
 from companion.accounts.service import get_user, user_name
 from companion.audit import service as audit
-from companion.cycles.views import Candidate, CycleView, RotationView
+from companion.cycles.schemas import Candidate, CycleView, RotationView
 from companion.errors import Conflict, NotFound
-from companion.groups.views import Role
+from companion.groups.schemas import Role
 from companion.method import rotation
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Cycle, Group, Membership, User, new_id, utcnow

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from companion.accounts.service import get_user, user_name
 from companion.audit import service as audit
 from companion.errors import Conflict, Invalid, NotFound
-from companion.groups.views import (
+from companion.groups.schemas import (
     GroupCreate,
     GroupUpdate,
     GroupView,

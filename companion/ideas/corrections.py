@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from companion.audit import service as audit
 from companion.errors import Invalid, NotFound
 from companion.ideas import service
-from companion.ideas.views import LabelSource
+from companion.ideas.schemas import LabelSource
 from companion.memory import outbox as memory
-from companion.memory.views import MemoryKind
+from companion.memory.schemas import MemoryKind
 from companion.method.phases import Language
 from companion.sessions.service import require_open
 from companion.store.keyring import Keyring

@@ -23,15 +23,15 @@ from sqlalchemy.orm import Session
 from companion.assist.contract import key_words
 from companion.errors import Conflict, DomainError
 from companion.ideas import grouping
+from companion.ideas.schemas import IdeasView, IdeaView, LabelSource, SourceKind, ThemeView
 from companion.ideas.split import split
-from companion.ideas.views import IdeasView, IdeaView, LabelSource, SourceKind, ThemeView
 from companion.memory import outbox as memory
 from companion.memory.embeddings import EmbedderUnavailable
-from companion.memory.views import MemoryKind
+from companion.memory.schemas import MemoryKind
 from companion.method.phases import Language, Phase
 from companion.sessions import content
+from companion.sessions.schemas import Person
 from companion.sessions.service import person, state
-from companion.sessions.views import Person
 from companion.speech import jobs
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Idea, Theme, new_id, utcnow

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from companion.assist.prompts import prompt
 from companion.config import Settings
 from companion.errors import DomainError
-from companion.groups.views import Policy
+from companion.groups.schemas import Policy
 from companion.llm import audit
 from companion.llm.errors import (
     ModelCallFailed,

@@ -15,7 +15,7 @@ from typing import TypeAlias
 
 import httpx
 
-from companion.groups.views import Policy
+from companion.groups.schemas import Policy
 from companion.llm.errors import ModelUnavailable, PolicyRefused
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address

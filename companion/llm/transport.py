@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable
 import httpcore
 import httpx
 
-from companion.groups.views import Policy
+from companion.groups.schemas import Policy
 from companion.llm.policy import Resolver, decide, system_resolver
 
 

@@ -167,7 +167,7 @@ class OpenAICompatibleEmbeddings:
 
         import httpx
 
-        from companion.groups.views import Policy
+        from companion.groups.schemas import Policy
         from companion.llm.transport import GuardedBackend, GuardedTransport
 
         self.name = f"openai-compatible/{model}"

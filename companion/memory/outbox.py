@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from companion.memory.views import MemoryKind
+from companion.memory.schemas import MemoryKind
 from companion.store.models import MemoryOutbox, new_id
 
 PENDING = "companion.memory.pending"  # session.info: group ids with new outbox rows

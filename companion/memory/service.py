@@ -31,8 +31,8 @@ from companion.memory.chroma import SEALED_PREFIX, MemoryUnavailable, StoredHit,
 from companion.memory.embeddings import Embedder, EmbedderUnavailable, make_embedder
 from companion.memory.outbox import take_marks
 from companion.memory.rotation import Rotations, rotate
+from companion.memory.schemas import MemoryHit, MemoryKind, MemorySearchView
 from companion.memory.sources import MemoryItem
-from companion.memory.views import MemoryHit, MemoryKind, MemorySearchView
 from companion.store.keyring import KeyGone, Keyring
 from companion.store.models import Group, MemoryOutbox, utcnow
 from companion.vault import DataKey, IntegrityError, MasterKey

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from companion.memory.views import MemoryKind
+from companion.memory.schemas import MemoryKind
 from companion.store.keyring import Keyring
 from companion.store.models import (
     Action,

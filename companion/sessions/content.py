@@ -15,8 +15,7 @@ from companion.errors import Conflict, Invalid, NotFound
 from companion.memory import outbox as memory
 from companion.method.contract import one_sentence_problem
 from companion.method.phases import Phase
-from companion.sessions.service import person, require_open, require_running, state
-from companion.sessions.views import (
+from companion.sessions.schemas import (
     ActionCreate,
     ActionPlanView,
     ActionStatus,
@@ -30,6 +29,7 @@ from companion.sessions.views import (
     ProgressCreate,
     ProgressView,
 )
+from companion.sessions.service import person, require_open, require_running, state
 from companion.store.keyring import Keyring
 from companion.store.models import (
     Action,

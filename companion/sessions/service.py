@@ -12,11 +12,11 @@ from companion.audit import service as audit
 from companion.cycles import service as cycles
 from companion.errors import Conflict, Invalid, NotFound
 from companion.groups import service as groups
-from companion.groups.views import Role
+from companion.groups.schemas import Role
 from companion.method import rotation
 from companion.method.machine import IllegalTransition, PhaseState
 from companion.method.phases import PHASES, Language, Phase
-from companion.sessions.views import (
+from companion.sessions.schemas import (
     CurrentPhase,
     Person,
     PhaseStatus,

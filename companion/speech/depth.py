@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from companion.method.phases import Phase
 from companion.speech.jobs import LIVE, fair_order
-from companion.speech.views import (
+from companion.speech.schemas import (
     GroupQueueView,
     JobStatus,
     QueueDepthView,

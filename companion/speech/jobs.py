@@ -34,8 +34,8 @@ from companion.memory import outbox as memory
 from companion.method.phases import PHASES, Phase
 from companion.sessions.service import require_open, require_running
 from companion.speech import audio
+from companion.speech.schemas import JobStatus, JobView, SegmentView, TranscriptView
 from companion.speech.transcriber import Segment, Transcriber
-from companion.speech.views import JobStatus, JobView, SegmentView, TranscriptView
 from companion.store.keyring import KeyGone, Keyring
 from companion.store.models import (
     CodevSession,

@@ -39,10 +39,10 @@ from companion.memory import outbox as memory
 from companion.method.phases import Phase
 from companion.sessions.service import require_running
 from companion.speech import audio, jobs
+from companion.speech.schemas import JobStatus
 from companion.speech.stitch import Stitcher
 from companion.speech.stream import RATE, Decoder, StreamBroken
 from companion.speech.transcriber import Segment
-from companion.speech.views import JobStatus
 from companion.store.keyring import Keyring
 from companion.store.models import (
     CodevSession,

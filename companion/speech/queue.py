@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from companion.config import Settings
 from companion.speech import jobs
+from companion.speech.schemas import JobStatus
 from companion.speech.transcriber import ConfiguredWhisper, Transcriber
-from companion.speech.views import JobStatus
 from companion.store.models import TranscriptionJob
 from companion.vault import MasterKey
 

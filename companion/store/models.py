@@ -416,3 +416,34 @@ class RegulationSummary(Base):
     edited_by: Mapped[str | None] = mapped_column(String(36))
     prompt_version: Mapped[str | None] = mapped_column(String(20))
     updated_at: Mapped[datetime] = _created()
+
+
+class Invitation(Base):
+    """A one-time sign-in link. `user_id` is null for the setup link that creates the first
+    administrator. Only a hash of the link's secret is stored."""
+
+    __tablename__ = "invitations"
+    id: Mapped[str] = _id()
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebSession(Base):
+    """A browser's sign-in, behind an HttpOnly cookie; `csrf` is sent back by the pages with
+    every state-changing request (it is not a secret from the database, the cookie is)."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[str] = _id()
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created()
+    seen_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

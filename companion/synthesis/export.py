@@ -26,9 +26,9 @@ from fpdf.enums import XPos, YPos
 from fpdf.fonts import TTFFont
 
 from companion.assist.prompts import data
-from companion.ideas.views import IdeaView
+from companion.ideas.schemas import IdeaView
 from companion.method.phases import Language
-from companion.synthesis.views import DraftAction, DraftStatus, SynthesisView
+from companion.synthesis.schemas import DraftAction, DraftStatus, SynthesisView
 
 # ---------------------------------------------------------------------------------------------
 # Wording

@@ -34,7 +34,7 @@ from companion.sessions.service import ClosedSession, require_open
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Group, PhaseRun, utcnow
 from companion.synthesis import service as synthesis
-from companion.synthesis.views import DraftStatus
+from companion.synthesis.schemas import DraftStatus
 from companion.vault import MasterKey
 
 log = logging.getLogger(__name__)

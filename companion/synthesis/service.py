@@ -35,7 +35,7 @@ from companion.assist.prompts import prompt
 from companion.errors import Conflict
 from companion.ideas import service as ideas
 from companion.ideas.grouping import unit
-from companion.ideas.views import IdeasView, IdeaView, ThemeView
+from companion.ideas.schemas import IdeasView, IdeaView, ThemeView
 from companion.llm.errors import ModelError, ModelOutputInvalid
 from companion.llm.gateway import GroupRef, LLMGateway, Message, Progress, narrowed
 from companion.method.phases import Language, Phase
@@ -50,7 +50,7 @@ from companion.store.models import (
     new_id,
     utcnow,
 )
-from companion.synthesis.views import (
+from companion.synthesis.schemas import (
     DraftAction,
     DraftStatus,
     Question,

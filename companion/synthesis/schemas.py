@@ -5,7 +5,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from companion.ideas.views import ThemeView
+from companion.ideas.schemas import ThemeView
 
 
 class DraftStatus(StrEnum):

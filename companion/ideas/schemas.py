@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
-from companion.sessions.views import Person
+from companion.sessions.schemas import Person
 
 
 class SourceKind(StrEnum):
