@@ -36,7 +36,9 @@ from api.routes import (
 )
 from api.state import AppState
 from api.web import render
-from api.web.routes import home, signin
+from api.web.routes import admin as admin_pages
+from api.web.routes import events, home, room, signin
+from api.web.routes import groups as group_pages
 from api.web.security import SecurityHeaders
 from companion.config import Settings, get_settings
 from companion.runtime import open_store
@@ -46,7 +48,14 @@ from companion.synthesis.runner import AssistRunner
 API_PREFIX = "/api/v1"
 
 # The web app's pages, at the root.
-PAGES = (signin.router, home.router)
+PAGES = (
+    signin.router,
+    home.router,
+    room.router,
+    events.router,
+    group_pages.router,
+    admin_pages.router,
+)
 
 # Every resource router, mounted under API_PREFIX (health stays at the root).
 ROUTERS = (

@@ -15,6 +15,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -41,6 +42,9 @@ class Received:
 class OpenAIDouble:
     def __init__(self, *, rejects_json_schema: bool = False) -> None:
         self.replies: deque[Reply] = deque()
+        # Answers by request when no reply is queued (a browser test cannot know the order in
+        # which the background assistance calls the model): None falls back to "ok".
+        self.responder: Callable[[dict[str, Any]], Reply | None] | None = None
         self.received: list[Received] = []
         self.rejects_json_schema = rejects_json_schema
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -86,7 +90,11 @@ class OpenAIDouble:
                     return self._send(404, {"error": {"message": "not found"}})
                 if double.rejects_json_schema and "response_format" in body:
                     return self._send(400, {"error": {"message": "response_format unsupported"}})
-                reply = double.replies.popleft() if double.replies else Reply()
+                if double.replies:
+                    reply = double.replies.popleft()
+                else:
+                    made = double.responder(body) if double.responder else None
+                    reply = made or Reply()
                 time.sleep(reply.delay_s)
                 if reply.status != 200:
                     return self._send(reply.status, {"error": {"message": "scripted"}}, reply)

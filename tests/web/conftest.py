@@ -147,7 +147,8 @@ class People:
         def console(msg: Any) -> None:
             # A failed load is judged by its response below; anything else is a page's error.
             if msg.type == "error" and not msg.text.startswith("Failed to load resource"):
-                person.problems.append(f"console {msg.type}: {msg.text}")
+                where = msg.location.get("url", "") if msg.location else ""
+                person.problems.append(f"console {msg.type}: {msg.text} ({where})")
 
         def answered(response: Any) -> None:
             document = response.request.resource_type == "document"

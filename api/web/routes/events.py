@@ -1,0 +1,57 @@
+"""The room's live updates: server-sent events, one per topic that changed.
+
+Each open page holds one stream. Every POLL_S the stream reads the session's fingerprints
+(companion.sessions.changes) in its own short transaction and sends an event named after each
+topic that moved; the page's panels reload on their topic. The first read sends every topic, so
+a page that reconnects after a drop catches up on whatever it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from api.deps import SessionMember, app_state
+from companion.groups import service as groups
+from companion.sessions import changes
+
+router = APIRouter(include_in_schema=False)
+
+POLL_S = 0.3  # a change shows on open pages within about this long, plus the panel's reload
+RECHECK_S = 10.0  # how often a stream checks that its person is still in the group
+RETRY_MS = 2000  # the browser's wait before it reconnects
+
+
+@router.get("/groups/{group_id}/sessions/{session_id}/events", response_class=EventSourceResponse)
+async def session_events(ctx: SessionMember, request: Request) -> AsyncIterator[ServerSentEvent]:
+    state = app_state(request)
+    session_id, group_id, user_id = ctx.session.id, ctx.group.id, ctx.user.id
+
+    def read() -> dict[str, str]:
+        with state.sessions() as db:
+            return changes.fingerprints(db, session_id)
+
+    def still_member() -> bool:
+        with state.sessions() as db:
+            return groups.membership(db, group_id, user_id) is not None
+
+    seen: dict[str, str] = {}
+    loop = asyncio.get_running_loop()
+    checked = loop.time()
+    yield ServerSentEvent(event="hello", data={"topics": list(changes.TOPICS)}, retry=RETRY_MS)
+    while not await request.is_disconnected():
+        now = await run_in_threadpool(read)
+        for topic, value in now.items():
+            if seen.get(topic) != value:
+                yield ServerSentEvent(event=topic, data={"topic": topic})
+        seen = now
+        if loop.time() - checked > RECHECK_S:
+            checked = loop.time()
+            if not await run_in_threadpool(still_member):
+                yield ServerSentEvent(event="gone", data={"topic": "gone"})
+                return
+        await asyncio.sleep(POLL_S)

@@ -1,0 +1,200 @@
+"""The session room: one page that follows the running phase, and a partial per live panel.
+
+Each panel is read through the API's own route function with the API's own access dependency
+(a consultant's request for the client's draft is refused exactly as the API refuses it);
+the page reloads a panel when the event stream (events.py) says its topic changed. Changes
+go from the browser to the JSON API.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi.responses import HTMLResponse, Response
+
+from api.deps import (
+    DbSession,
+    EmbedDep,
+    KeysDep,
+    SessionClient,
+    SessionContext,
+    SessionFacilitator,
+    SessionMember,
+    SessionParticipant,
+)
+from api.routes import assist as assist_routes
+from api.routes import debrief as debrief_routes
+from api.routes import ideas as ideas_routes
+from api.routes import synthesis as synthesis_routes
+from api.web.deps import Viewer
+from api.web.render import render
+from companion.assist import debrief
+from companion.errors import Conflict, NotFound
+from companion.method.phases import Language, Phase
+from companion.sessions import content
+from companion.sessions import service as sessions
+from companion.sessions.schemas import SessionView
+from companion.speech import jobs
+from companion.synthesis.schemas import SynthesisView
+
+router = APIRouter(include_in_schema=False)
+
+ROOM = "/groups/{group_id}/sessions/{session_id}"
+
+
+def _role(db: DbSession, ctx: SessionContext) -> str:
+    """client | consultant | facilitator, or member for a member outside this session."""
+    return sessions.participants(db, ctx.session).get(ctx.user.id, "member")
+
+
+def _page(
+    request: Request,
+    template: str,
+    db: DbSession,
+    ctx: SessionContext,
+    view: SessionView,
+    **values: object,
+) -> Response:
+    return render(
+        request,
+        template,
+        {"s": view, "g": ctx.group, "role": _role(db, ctx), "base": _base(ctx), **values},
+        group_language=ctx.group.language,
+    )
+
+
+def _base(ctx: SessionContext) -> str:
+    return f"/groups/{ctx.group.id}/sessions/{ctx.session.id}"
+
+
+def _reached(view: SessionView, phase: Phase) -> bool:
+    """Whether `phase` has started (or the session is past it)."""
+    return any(p.phase is phase and p.status != "pending" for p in view.phases)
+
+
+@router.get(ROOM, response_class=HTMLResponse)
+def room(
+    ctx: SessionMember, _viewer: Viewer, request: Request, db: DbSession, keys: KeysDep
+) -> Response:
+    view = sessions.view(db, keys, ctx.group, ctx.session)
+    return _page(request, "pages/room.html", db, ctx, view)
+
+
+@router.get(ROOM + "/panels/phase", response_class=HTMLResponse)
+def phase_panel(ctx: SessionMember, request: Request, db: DbSession, keys: KeysDep) -> Response:
+    view = sessions.view(db, keys, ctx.group, ctx.session)
+    return _page(request, "partials/room_phase.html", db, ctx, view)
+
+
+@router.get(ROOM + "/panels/work", response_class=HTMLResponse)
+def work_panel(ctx: SessionMember, request: Request, db: DbSession, keys: KeysDep) -> Response:
+    """Which panels the running phase shows this role (reloaded when the phase moves)."""
+    view = sessions.view(db, keys, ctx.group, ctx.session)
+    reached = {p.phase.value: _reached(view, p.phase) for p in view.phases}
+    # The client's draft shows the moment the consultation ends, before phase 5 starts.
+    consulted = any(p.phase is Phase.consultation and p.status == "done" for p in view.phases)
+    return _page(
+        request, "partials/room_work.html", db, ctx, view, reached=reached, consulted=consulted
+    )
+
+
+@router.get(ROOM + "/panels/transcript", response_class=HTMLResponse)
+def transcript_panel(
+    ctx: SessionMember, request: Request, db: DbSession, keys: KeysDep
+) -> Response:
+    view = sessions.view(db, keys, ctx.group, ctx.session)
+    found = jobs.transcript(db, keys, ctx.session, None)
+    return _page(request, "partials/room_transcript.html", db, ctx, view, transcript=found)
+
+
+@router.get(ROOM + "/panels/notes", response_class=HTMLResponse)
+def notes_panel(ctx: SessionMember, request: Request, db: DbSession, keys: KeysDep) -> Response:
+    view = sessions.view(db, keys, ctx.group, ctx.session)
+    running = view.current_phase.phase if view.current_phase else None
+    notes = content.notes(db, keys, ctx.session, running) if running else []
+    return _page(request, "partials/room_notes.html", db, ctx, view, notes=notes)
+
+
+@router.get(ROOM + "/panels/clarity", response_class=HTMLResponse)
+def clarity_panel(
+    ctx: SessionFacilitator,
+    request: Request,
+    db: DbSession,
+    keys: KeysDep,
+    background: BackgroundTasks,
+) -> Response:
+    view = sessions.view(db, keys, ctx.group, ctx.session)
+    clarity = assist_routes.clarity_prompts(ctx, db, keys, request, background)
+    return _page(request, "partials/room_clarity.html", db, ctx, view, clarity=clarity)
+
+
+@router.get(ROOM + "/panels/contract", response_class=HTMLResponse)
+def contract_panel(ctx: SessionMember, request: Request, db: DbSession, keys: KeysDep) -> Response:
+    view = sessions.view(db, keys, ctx.group, ctx.session)
+    try:
+        confirmed = content.contract(db, keys, ctx.session)
+    except NotFound:  # not confirmed yet
+        confirmed = None
+    return _page(request, "partials/room_contract.html", db, ctx, view, contract=confirmed)
+
+
+@router.get(ROOM + "/panels/ideas", response_class=HTMLResponse)
+def ideas_panel(
+    ctx: SessionMember, request: Request, db: DbSession, keys: KeysDep, embed: EmbedDep
+) -> Response:
+    view = sessions.view(db, keys, ctx.group, ctx.session)
+    try:
+        found = ideas_routes.ideas(ctx, db, keys, embed)
+    except Conflict:
+        found = None
+    return _page(request, "partials/room_ideas.html", db, ctx, view, ideas=found)
+
+
+@router.get(ROOM + "/panels/synthesis", response_class=HTMLResponse)
+def synthesis_panel(ctx: SessionClient, request: Request, db: DbSession, keys: KeysDep) -> Response:
+    """The client's draft: the outline at once, the model's part when made."""
+    view = sessions.view(db, keys, ctx.group, ctx.session)
+    draft: SynthesisView | None = None
+    why: str | None = None
+    try:
+        draft = synthesis_routes.read_synthesis(ctx, request, db, keys)
+    except Conflict as exc:
+        why = str(exc)
+    return _page(request, "partials/room_synthesis.html", db, ctx, view, draft=draft, why=why)
+
+
+@router.get(ROOM + "/panels/plan", response_class=HTMLResponse)
+def plan_panel(ctx: SessionMember, request: Request, db: DbSession, keys: KeysDep) -> Response:
+    """The action plan as confirmed so far (everyone in the group sees it, as in the API)."""
+    view = sessions.view(db, keys, ctx.group, ctx.session)
+    plan = content.action_plan(db, keys, ctx.session)
+    return _page(request, "partials/room_plan.html", db, ctx, view, plan=plan)
+
+
+@router.get(ROOM + "/panels/learnings", response_class=HTMLResponse)
+def learnings_panel(
+    ctx: SessionParticipant,
+    request: Request,
+    db: DbSession,
+    keys: KeysDep,
+    part: Literal["form", "view"] = "view",
+) -> Response:
+    view = sessions.view(db, keys, ctx.group, ctx.session)
+    role = _role(db, ctx)
+    questions = debrief.questions(Language(ctx.group.language), role)
+    found = content.learnings(db, keys, ctx.session)
+    mine = next((item for item in found.learnings if item.author.user_id == ctx.user.id), None)
+    regulation = debrief_routes.get_regulation(ctx, db, keys) if role == "facilitator" else None
+    return _page(
+        request,
+        "partials/room_learnings.html",
+        db,
+        ctx,
+        view,
+        questions=questions,
+        learnings=found,
+        mine=mine,
+        regulation=regulation,
+        part=part,
+    )

@@ -1,0 +1,128 @@
+"""What has changed in a session, as one short fingerprint per topic, read from the database.
+
+Open pages follow a session through these fingerprints (api/web/routes/events.py): no
+process keeps the state, so any number of API processes can serve the same room, and a page
+that reconnects is brought up to date by comparing fingerprints again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from companion.store.models import (
+    Action,
+    ClarityReview,
+    CodevSession,
+    Contract,
+    Idea,
+    Learning,
+    Note,
+    PhaseRun,
+    RegulationSummary,
+    Synthesis,
+    Theme,
+    TranscriptSegment,
+)
+
+TOPICS = (
+    "phase",
+    "transcript",
+    "notes",
+    "clarity",
+    "contract",
+    "ideas",
+    "synthesis",
+    "plan",
+    "learnings",
+)
+
+
+def _digest(rows: Iterable[Any]) -> str:
+    h = hashlib.blake2b(digest_size=8)
+    for row in rows:
+        h.update(repr(tuple(row)).encode())
+    return h.hexdigest()
+
+
+def fingerprints(db: Session, session_id: str) -> dict[str, str]:
+    """One fingerprint per topic of TOPICS; a topic whose fingerprint moved has news."""
+    session = db.get(CodevSession, session_id)
+    if session is None:
+        return {}
+    sid = session_id
+    runs = db.execute(select(PhaseRun.phase, PhaseRun.ended_at).where(PhaseRun.session_id == sid))
+    phase = _digest([(session.completed, session.running), *runs])
+    transcript = _digest(
+        db.execute(
+            select(func.count(), func.max(TranscriptSegment.updated_at)).where(
+                TranscriptSegment.session_id == sid
+            )
+        )
+    )
+    notes = _digest(
+        db.execute(select(func.count(), func.max(Note.created_at)).where(Note.session_id == sid))
+    )
+    reviews = _digest(
+        db.execute(
+            select(func.count(), func.max(ClarityReview.updated_at)).where(
+                ClarityReview.session_id == sid
+            )
+        )
+    )
+    contract = _digest(db.execute(select(Contract.confirmed_at).where(Contract.session_id == sid)))
+    ideas = _digest(
+        list(
+            db.execute(
+                select(Idea.id, Idea.theme_id).where(Idea.session_id == sid).order_by(Idea.id)
+            )
+        )
+        + list(
+            db.execute(
+                select(Theme.id, Theme.label_source, Theme.label_sealed)
+                .where(Theme.session_id == sid)
+                .order_by(Theme.id)
+            )
+        )
+    )
+    draft = _digest(
+        db.execute(
+            select(Synthesis.status, Synthesis.updated_at).where(Synthesis.session_id == sid)
+        )
+    )
+    plan = _digest(
+        db.execute(
+            select(func.count(), func.max(Action.updated_at)).where(Action.session_id == sid)
+        )
+    )
+    learnings = _digest(
+        list(
+            db.execute(
+                select(func.count(), func.max(Learning.created_at)).where(
+                    Learning.session_id == sid
+                )
+            )
+        )
+        + list(
+            db.execute(
+                select(RegulationSummary.updated_at).where(RegulationSummary.session_id == sid)
+            )
+        )
+    )
+    # The clarity view reads notes and segments of phase 2 and the model's reviews.
+    clarity = _digest([(notes, transcript, reviews)])
+    return {
+        "phase": phase,
+        "transcript": transcript,
+        "notes": notes,
+        "clarity": clarity,
+        "contract": contract,
+        "ideas": ideas,
+        "synthesis": draft,
+        "plan": plan,
+        "learnings": learnings,
+    }

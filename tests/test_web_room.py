@@ -1,0 +1,68 @@
+"""The session room's pages show each role what the API lets it read, nothing more."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.world import Api, Circle
+
+
+def _browser(api: Api, user_id: str) -> TestClient:
+    link = api.ok("POST", f"/api/v1/users/{user_id}/invitations", api.admin_token)
+    browser = TestClient(api.client.app)
+    browser.post(link["path"])
+    return browser
+
+
+def _room(circle: Circle, rest: str = "") -> str:
+    return f"/groups/{circle.group_id}/sessions/{circle.session_id}{rest}"
+
+
+def test_an_outsider_gets_no_room_and_no_name(api: Api) -> None:
+    circle = Circle.create(api, group_name="Cercle très discret")
+    outsider = _browser(api, circle.outsider[0])
+    for rest in ("", "/panels/phase", "/panels/notes", "/panels/transcript", "/events"):
+        page = outsider.get(_room(circle, rest))
+        assert page.status_code == 404, rest
+        assert "Cercle très discret" not in page.text
+        assert "Bérénice" not in page.text
+
+
+def test_the_room_follows_the_roles(api: Api) -> None:
+    circle = Circle.create(api)
+    circle.consult_on("Comment puis-je déléguer le reporting à mon équipe ?")
+    api.ok(
+        "POST",
+        circle.path("/notes"),
+        circle.consultants[0][1],
+        json={"body": "Tu pourrais confier le reporting à Zoé une semaine sur deux."},
+    )
+    circle.phase("consultation", "end")
+    consultant = _browser(api, circle.consultants[0][0])
+    client = _browser(api, circle.client[0])
+    facilitator = _browser(api, circle.facilitator[0])
+
+    assert consultant.get(_room(circle, "/panels/synthesis")).status_code == 403
+    assert consultant.get(_room(circle, "/panels/clarity")).status_code == 403
+    work = consultant.get(_room(circle, "/panels/work")).text
+    assert "/panels/synthesis" not in work
+    assert "/panels/clarity" not in work
+    assert "/panels/synthesis" in client.get(_room(circle, "/panels/work")).text
+    assert client.get(_room(circle, "/panels/synthesis")).status_code == 200
+
+    phase = consultant.get(_room(circle, "/panels/phase")).text
+    assert "/phases/synthesis/start" not in phase
+    assert "/phases/synthesis/start" in facilitator.get(_room(circle, "/panels/phase")).text
+    ideas = consultant.get(_room(circle, "/panels/ideas")).text
+    assert "une semaine sur deux" in ideas
+    assert "movable-themes" not in ideas
+    assert "movable-themes" in facilitator.get(_room(circle, "/panels/ideas")).text
+
+
+def test_the_room_speaks_the_group_language(api: Api) -> None:
+    circle = Circle.create(api, language="en", group_name="Leaders circle")
+    consultant = _browser(api, circle.consultants[0][0])
+    page = consultant.get(_room(circle))
+    assert page.status_code == 200
+    assert "Bérénice&#39;s session" in page.text
+    assert 'lang="en"' in page.text
