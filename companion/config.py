@@ -31,8 +31,8 @@ class Settings(BaseSettings):
     master_key_file: Path | None = Field(
         default=None, description="Master key file; default: <data_dir>/master.key, created once."
     )
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = Field(default="127.0.0.1", description="Interface the service listens on.")
+    port: int = Field(default=8000, description="Port the service listens on.")
     max_text_chars: int = Field(default=20_000, description="Longest note or learning.")
     max_request_bytes: int = Field(default=1_000_000, description="Largest JSON request body.")
     llm_base_url: str | None = Field(
@@ -46,7 +46,9 @@ class Settings(BaseSettings):
         default=1, ge=0, le=5, description="Retries of a model call the server failed."
     )
     llm_max_tokens: int = Field(default=1024, ge=16, description="Longest answer, in tokens.")
-    llm_temperature: float = Field(default=0.2, ge=0, le=2)
+    llm_temperature: float = Field(
+        default=0.2, ge=0, le=2, description="Sampling temperature of model calls."
+    )
     llm_local_model: str = Field(
         default="auto",
         description="Local llama.cpp model when llm_base_url is unset: auto | qwen2.5-1.5b | "

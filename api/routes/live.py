@@ -6,6 +6,11 @@ The protocol (JSON text messages, audio in binary frames):
    `{"type": "start", "token": "cc_…", "format": "pcm16" | "webm"}`. A browser cannot set
    headers on a WebSocket, so the token travels in this first message (not in the URL, which
    access logs keep); a client that can send `Authorization: Bearer …` may leave it out.
+   The web app sends `{"type": "start", "csrf": "<the page's CSRF token>", "format": …}`
+   instead: the person is the one signed in by the handshake's session cookie, the CSRF token
+   must be that browser session's, and the handshake's Origin, when sent, must be this host
+   (another site's page cannot open a stream with the visitor's cookie). A token, when sent,
+   wins over the cookie.
    Access is checked as for an upload (a participant of the session, the phase running).
 2. The server answers `{"type": "ready", "job_id", "speaker", "format", "sample_rate"}`.
 3. Binary frames: 16 kHz mono little-endian PCM16, or the chunks of a MediaRecorder
@@ -17,8 +22,9 @@ The protocol (JSON text messages, audio in binary frames):
 5. `{"type": "end"}` from the client: the rest is transcribed, the server sends
    `{"type": "final", "segments": [...], "count", "heard"}` and closes (1000).
 
-Closes: 1008 (policy violation) for a missing or unknown token, an outsider, a member who is
-not a participant, an unknown group or session; 4409 when the phase is not running or stops
+Closes: 1008 (policy violation) for a missing or unknown token, a missing or expired sign-in
+cookie, a wrong CSRF token, another site's Origin, an outsider, a member who is not a
+participant, an unknown group or session; 4409 when the phase is not running or stops
 running (each connection looks every PHASE_CHECK_S, audio or not, so the facilitator's end of
 the phase closes it within about a second, after the rest is transcribed and stored); 1003
 for a first message that is not a start, or a stream that cannot be decoded; 4413 over
@@ -35,16 +41,29 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 from starlette.websockets import WebSocketState
 
-from api.deps import AdminUser, DbSession, GroupMember, Need, SessionAccess, Unauthenticated
+from api.deps import (
+    SESSION_COOKIE,
+    AdminUser,
+    DbSession,
+    GroupMember,
+    Need,
+    SessionAccess,
+    Unauthenticated,
+)
 from api.routes.transcripts import get_speech
 from api.state import AppState
 from companion.accounts import service as accounts
+from companion.accounts import signin
+from companion.config import Settings
 from companion.errors import Conflict, DomainError, Forbidden, NotFound
 from companion.method.phases import Phase
 from companion.speech import depth, live, stream
@@ -52,6 +71,7 @@ from companion.speech.queue import TranscriptionService
 from companion.speech.schemas import GroupQueueView, QueueDepthView
 from companion.speech.stitch import Stitcher
 from companion.store.keyring import Keyring
+from companion.store.models import User
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +110,13 @@ class Refused(Exception):
 
 @dataclass
 class _Start:
-    token: str
+    token: str | None  # None: the web app's session cookie, with the page's CSRF token
     format: str
+    csrf: str = ""
+    cookie: str = ""
 
 
-def _start_message(raw: Mapping[str, Any], header: str | None) -> _Start:
+def _start_message(raw: Mapping[str, Any], header: str | None, cookie: str | None = None) -> _Start:
     text = raw.get("text")
     try:
         body = json.loads(text) if isinstance(text, str) else None
@@ -106,12 +128,68 @@ def _start_message(raw: Mapping[str, Any], header: str | None) -> _Start:
             'Send {"type": "start", "token": "<your token>", "format": "pcm16"} first.',
         )
     token = body.get("token") or header
+    csrf = body.get("csrf")
     if not isinstance(token, str) or not token:
-        raise Refused(POLICY, "Send your token in the start message.")
+        if not isinstance(csrf, str) or not csrf:
+            raise Refused(POLICY, "Send your token in the start message.")
+        if not cookie:
+            raise Refused(POLICY, "You are not signed in: open your invitation link, then retry.")
+        token = None
     fmt = body.get("format", "pcm16")
     if fmt not in ("pcm16", "webm"):
         raise Refused(UNSUPPORTED, f"Unknown audio format {fmt!r}; use 'pcm16' or 'webm'.")
+    if token is None:
+        return _Start(None, str(fmt), str(csrf), str(cookie))
     return _Start(token, str(fmt))
+
+
+def _default_port(scheme: str) -> str:
+    return {"http": "80", "https": "443", "ws": "80", "wss": "443"}.get(scheme, "")
+
+
+def _host(netloc: str, scheme: str) -> str:
+    """`host[:port]` in lower case, without the scheme's default port."""
+    netloc = netloc.strip().lower()
+    port = _default_port(scheme)
+    return netloc.removesuffix(f":{port}") if port else netloc
+
+
+def _same_origin(origin: str | None, host: str | None, settings: Settings) -> None:
+    """A browser's stream must come from this service's own pages: the handshake's Origin
+    (when sent) is the host it asked for, or the public address the service is behind."""
+    if origin is None:
+        return  # not a browser: it cannot carry a visitor's cookie without them
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise Refused(POLICY, f"Streams are refused from the origin {origin!r}.")
+    allowed: set[str] = set()
+    if host:
+        allowed.add(_host(host, parts.scheme))
+    if settings.public_url:
+        public = urlsplit(settings.public_url)
+        allowed.add(_host(public.netloc, public.scheme))
+    if _host(parts.netloc, parts.scheme) not in allowed:
+        raise Refused(
+            POLICY, f"Streams are refused from another site ({origin}): open the room's page here."
+        )
+
+
+def _user(db: Session, start: _Start, settings: Settings) -> User:
+    """The caller: by token (the API) or by the browser's session cookie and CSRF token."""
+    if start.token is not None:
+        user = accounts.authenticate(db, start.token)
+        if user is None:
+            raise Refused(POLICY, "This token is unknown or revoked.")
+        return user
+    row = signin.session_of(db, start.cookie, timedelta(days=settings.web_session_days))
+    if row is None:
+        raise Refused(POLICY, "Your sign-in has expired or was closed: open a new invitation link.")
+    if not signin.csrf_matches(row, start.csrf):
+        raise Refused(POLICY, "This stream lacks the page's CSRF token: reload the page and retry.")
+    found = db.get(User, row.user_id)
+    if found is None:
+        raise Refused(POLICY, "This account no longer exists.")
+    return found
 
 
 def _open(
@@ -125,9 +203,7 @@ def _open(
     """Authenticate, check access exactly as an upload does, and open the live job."""
     settings = state.settings
     with state.sessions() as db, db.begin():
-        user = accounts.authenticate(db, start.token)
-        if user is None:
-            raise Refused(POLICY, "This token is unknown or revoked.")
+        user = _user(db, start, settings)
         try:
             ctx = _participant(group_id, session_id, db, user)
             keys = Keyring(db, state.master)
@@ -286,7 +362,9 @@ async def live_phase(ws: WebSocket, group_id: str, session_id: str, phase: str) 
             raise Refused(TIMEOUT, "No start message came; send it first.") from None
         if first["type"] == "websocket.disconnect":
             return
-        start = _start_message(first, bearer)
+        start = _start_message(first, bearer, ws.cookies.get(SESSION_COOKIE))
+        if start.token is None:
+            _same_origin(ws.headers.get("origin"), ws.headers.get("host"), state.settings)
         try:
             running = Phase(phase)
         except ValueError:

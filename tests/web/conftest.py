@@ -14,12 +14,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
+from fastapi.testclient import TestClient
 
 from api.main import create_app
 from companion.config import Settings
@@ -60,18 +62,21 @@ class Served:
     double: OpenAIDouble
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
+@contextmanager
+def serve(tmp: Path, **overrides: Any) -> Iterator[Served]:
+    """The service on a free loopback port (its model: the double), until the block ends."""
     port = _free_port()
     with OpenAIDouble() as double:
-        settings = Settings(
-            data_dir=tmp_path / "data",
-            llm_local_model="off",
-            llm_base_url=double.url,
-            host="127.0.0.1",
-            port=port,
-            assist_poll_s=0.5,
-        )
+        values: dict[str, Any] = {
+            "data_dir": tmp / "data",
+            "llm_local_model": "off",
+            "llm_base_url": double.url,
+            "host": "127.0.0.1",
+            "port": port,
+            "assist_poll_s": 0.5,
+            **overrides,
+        }
+        settings = Settings(**values)
         app = create_app(settings)
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
@@ -83,8 +88,6 @@ def served(tmp_path: Path) -> Iterator[Served]:
             if time.monotonic() > deadline or not thread.is_alive():
                 raise RuntimeError("the service did not start")
             time.sleep(0.05)
-        from fastapi.testclient import TestClient
-
         client = TestClient(app)  # shares the running app's state (no second lifespan)
         api = Api.bootstrap(client, settings)
         try:
@@ -92,6 +95,12 @@ def served(tmp_path: Path) -> Iterator[Served]:
         finally:
             server.should_exit = True
             thread.join(30)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    with serve(tmp_path) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

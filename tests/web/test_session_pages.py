@@ -29,6 +29,28 @@ def _move(facilitator: Person, label: str) -> None:
     facilitator.page.get_by_role("button", name=label).click()
 
 
+def _drag_an_idea(fac: Person) -> None:
+    """Drag the first idea into the second theme. The themes may reload meanwhile (labels,
+    late ideas): then the drag is tried again on the new panel."""
+    page = fac.page
+    for _attempt in range(3):
+        themes = page.locator("#ideas .theme")
+        if themes.count() < 2:
+            return
+        idea = page.locator("#ideas li.idea").first
+        idea_id = idea.get_attribute("data-idea")
+        target = themes.nth(1).locator("ul.ideas")
+        theme_id = target.get_attribute("data-theme")
+        idea.drag_to(target)
+        landed = f'#ideas ul.ideas[data-theme="{theme_id}"] li[data-idea="{idea_id}"]'
+        try:
+            page.wait_for_selector(landed, timeout=3_000)
+            return
+        except Exception:
+            continue
+    raise AssertionError("the idea never landed in the theme it was dragged to")
+
+
 def _running(person: Person, phase: str) -> None:
     person.page.wait_for_selector(f'#phase-{phase}[aria-current="step"]', timeout=LIVE_S)
 
@@ -98,17 +120,7 @@ def test_a_whole_session_in_four_browsers(served: Served, people: People) -> Non
         person.page.wait_for_selector("#ideas >> text=tableau partagé", timeout=LIVE_S * 3)
     assert fac.page.locator(".movable-themes").count() == 1
     assert anatole.page.locator(".movable-themes").count() == 0
-    themes = fac.page.locator("#ideas .theme")
-    if themes.count() > 1:
-        idea = fac.page.locator("#ideas li.idea").first
-        idea_id = idea.get_attribute("data-idea")
-        target = themes.nth(1).locator("ul.ideas")
-        target_theme = target.get_attribute("data-theme")
-        idea.drag_to(target)
-        fac.page.wait_for_selector(
-            f'#ideas ul.ideas[data-theme="{target_theme}"] li[data-idea="{idea_id}"]',
-            timeout=LIVE_S,
-        )
+    _drag_an_idea(fac)
     fac.shot("room-4-consultation")
     zoe.shot("room-4-consultation-phone")
 

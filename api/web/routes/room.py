@@ -123,10 +123,11 @@ def clarity_panel(
     db: DbSession,
     keys: KeysDep,
     background: BackgroundTasks,
+    part: Literal["all", "alerts"] = "all",
 ) -> Response:
     view = sessions.view(db, keys, ctx.group, ctx.session)
     clarity = assist_routes.clarity_prompts(ctx, db, keys, request, background)
-    return _page(request, "partials/room_clarity.html", db, ctx, view, clarity=clarity)
+    return _page(request, "partials/room_clarity.html", db, ctx, view, clarity=clarity, part=part)
 
 
 @router.get(ROOM + "/panels/contract", response_class=HTMLResponse)
