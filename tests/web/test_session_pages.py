@@ -157,3 +157,25 @@ def test_a_whole_session_in_four_browsers(served: Served, people: People) -> Non
     _move(fac, "Terminer : Apprentissages")
     for person in everyone:
         person.page.wait_for_selector("text=La séance est close", timeout=LIVE_S)
+
+    # The next session opens with the follow-up of this client's plan, on the group's page.
+    api.ok("POST", f"/groups/{circle.group_id}/sessions", circle.facilitator[1],
+           json={"client_id": circle.consultants[0][0]})  # fmt: skip
+    anatole.page.goto(f"{served.url}/groups/{circle.group_id}")
+    assert anatole.page.get_by_text("Déléguer le reporting hebdomadaire").first.is_visible()
+    anatole.shot("group-follow-up")
+
+
+def test_an_outsider_reads_nothing_of_the_room(served: Served, people: People) -> None:
+    api = served.api
+    circle = Circle.create(api, group_name="Cercle des directrices")
+    circle.advance_to("presentation")
+    api.ok("POST", circle.path("/notes"), circle.client[1], json={"body": "Mon équipe me fuit."})
+    outsider = _invited(api, people, "Oscar", circle.outsider[0])
+    room = served.url + f"/groups/{circle.group_id}/sessions/{circle.session_id}"
+    for url in (room, f"{served.url}/groups/{circle.group_id}"):
+        outsider.page.goto(url)
+        text = outsider.page.content()
+        assert "Introuvable" in text
+        for secret in ("Cercle des directrices", "Bérénice", "Mon équipe me fuit"):
+            assert secret not in text

@@ -5,6 +5,7 @@ import "./timer.js";
 import "./contract.js";
 import "./segments.js";
 import "./themes.js";
+import "./draft.js";
 
 const room = document.getElementById("room");
 const state = document.getElementById("live-state");
