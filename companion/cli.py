@@ -1,16 +1,15 @@
-"""The `companion` command: serve, manage accounts, rotate keys, migrate."""
+"""The `companion` command: workers, accounts, keys, migrations (the web service's `serve` is
+added on the api side, api/cli.py, since nothing under companion/ imports the app)."""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from companion.accounts import service as accounts
-from companion.accounts import signin
 from companion.audit import service as audit
 from companion.config import Settings
 from companion.memory.cli import app as memory_app
@@ -35,43 +34,11 @@ DataDir = Annotated[
 ]
 
 
-def _settings(data_dir: Path | None, **overrides: object) -> Settings:
+def settings_for(data_dir: Path | None, **overrides: object) -> Settings:
     values = {k: v for k, v in overrides.items() if v is not None}
     if data_dir is not None:
         values["data_dir"] = data_dir
     return Settings(**values)  # type: ignore[arg-type]
-
-
-@app.command()
-def serve(
-    host: Annotated[str | None, typer.Option(help="Interface (env COMPANION_HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (env COMPANION_PORT).")] = None,
-    data_dir: DataDir = None,
-) -> None:
-    """Run the HTTP service (OpenAPI at /docs)."""
-    import uvicorn
-
-    from api.main import create_app
-
-    settings = _settings(data_dir, host=host, port=port)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    _print_setup_link(settings)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
-
-
-def _print_setup_link(settings: Settings) -> None:
-    """With no administrator yet, a one-time link that creates the first one in the browser."""
-    store = open_store(settings)
-    try:
-        with store.sessions() as db, db.begin():
-            issued = signin.setup_link(db, timedelta(days=settings.invitation_days))
-    finally:
-        store.engine.dispose()
-    if issued is not None:
-        url = f"{settings.resolved_public_url}/setup/{issued.token}"
-        typer.echo(f"\nNo administrator yet. Open this one-time link to create one:\n  {url}\n")
-    else:
-        typer.echo(f"\nCodev Companion: {settings.resolved_public_url}/\n")
 
 
 @app.command()
@@ -84,7 +51,7 @@ def worker(
     """Run transcription workers apart from the API (Ctrl-C stops them; jobs resume later)."""
     from companion.speech.queue import TranscriptionService
 
-    settings = _settings(data_dir, transcription_workers=threads)
+    settings = settings_for(data_dir, transcription_workers=threads)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     store = open_store(settings)
     try:
@@ -94,7 +61,7 @@ def worker(
 
 
 def _create_user(data_dir: Path | None, name: str, *, is_admin: bool) -> None:
-    store = open_store(_settings(data_dir))
+    store = open_store(settings_for(data_dir))
     with store.sessions() as db, db.begin():
         user = accounts.create_user(db, Keyring(db, store.master), name, is_admin=is_admin)
         token = accounts.issue_token(db, user)
@@ -129,14 +96,14 @@ def rotate(
     ] = None,
 ) -> None:
     """Re-wrap every data key under a new master key, without rewriting any data."""
-    new, count = rotate_master_key(_settings(data_dir), new_key_file)
+    new, count = rotate_master_key(settings_for(data_dir), new_key_file)
     typer.echo(f"Re-wrapped {count} data keys under the new master key {new.key_id}.")
 
 
 @db_app.command("upgrade")
 def upgrade(data_dir: DataDir = None) -> None:
     """Apply the database migrations (the service also does it at start)."""
-    open_store(_settings(data_dir)).engine.dispose()
+    open_store(settings_for(data_dir)).engine.dispose()
     typer.echo("The database schema is up to date.")
 
 
@@ -161,7 +128,7 @@ def llm_serve(
     from companion.llm.errors import ModelUnavailable
     from companion.llm.local import resolve, serve_forever
 
-    settings = _settings(data_dir)
+    settings = settings_for(data_dir)
     try:
         gguf = Path(model) if model else resolve(settings)
     except ModelUnavailable as exc:

@@ -19,7 +19,6 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select, text
 
 from companion.config import Settings
-from companion.groups.schemas import Policy
 from companion.llm.errors import (
     ModelCallFailed,
     ModelOutputInvalid,
@@ -29,6 +28,7 @@ from companion.llm.errors import (
 from companion.llm.gateway import LLMGateway, Message
 from companion.llm.policy import decide, is_on_prem_address, system_resolver
 from companion.llm.transport import GuardedBackend
+from companion.method.policy import Policy
 from companion.runtime import Store, open_store
 from companion.store.models import Group, ModelCall
 from tests.doubles.openai_double import OpenAIDouble

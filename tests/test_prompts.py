@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from companion.assist import prompts
+from companion import prompts
 from companion.config import Settings
 from companion.method.phases import Language
 

@@ -30,7 +30,7 @@ def test_walkthrough_runs_against_a_served_instance(tmp_path):
         [
             sys.executable,
             "-m",
-            "companion",
+            "api.cli",
             "serve",
             "--port",
             str(port),

@@ -18,8 +18,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from companion.assist import prompts
-from companion.assist.prompts import data, prompt
+from companion import prompts
 from companion.config import Settings
 from companion.errors import Invalid
 from companion.llm.errors import ModelOutputInvalid
@@ -27,6 +26,7 @@ from companion.llm.gateway import LLMGateway, Message
 from companion.memory.schemas import MemoryHit, MemoryKind
 from companion.memory.service import Filters, Memory
 from companion.method.phases import Language
+from companion.prompts import data, prompt
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Group, PhaseRun, TranscriptSegment
 

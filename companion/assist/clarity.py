@@ -19,8 +19,8 @@ from functools import cache
 
 from pydantic import BaseModel, Field
 
-from companion.assist.prompts import data
 from companion.method.phases import Language
+from companion.prompts import data
 
 # Curly apostrophes are normalised so that cues written with ' match "l’impression".
 _APOSTROPHES = str.maketrans({"’": "'", "ʼ": "'", "‘": "'"})

@@ -23,10 +23,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from companion.assist.clarity import Kind, Reviewed, question_key
-from companion.assist.prompts import data_line, prompt
 from companion.errors import DomainError
 from companion.llm.gateway import GroupRef, LLMGateway, Message
 from companion.method.phases import Language
+from companion.prompts import data_line, prompt
 from companion.store.keyring import Keyring
 from companion.store.models import ClarityReview, CodevSession, new_id, utcnow
 

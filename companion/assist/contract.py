@@ -16,11 +16,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from companion.assist.clarity import normalise
-from companion.assist.prompts import data, prompt
 from companion.llm.errors import ModelOutputInvalid
 from companion.llm.gateway import GroupRef, LLMGateway, Message, narrowed
 from companion.method.contract import one_sentence_problem
 from companion.method.phases import Language
+from companion.prompts import data, prompt
 
 _WORD = re.compile(r"[\w'’-]+", re.UNICODE)
 KEY_WORDS = 10  # the client's words a candidate may reuse (any one will do)

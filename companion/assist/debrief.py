@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from companion.assist.prompts import data
 from companion.assist.regulation import Overrun, RegulationSummaryView, overruns
 from companion.method.phases import Language
+from companion.prompts import data
 from companion.sessions.schemas import LearningsView, SessionView
 
 

@@ -27,19 +27,19 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from companion.assist import prompts
-from companion.assist.prompts import data, prompt
+from companion import prompts
 from companion.audit import service as audit
 from companion.errors import Conflict, Invalid
 from companion.llm.errors import ModelOutputInvalid
 from companion.llm.gateway import LLMGateway, Message
-from companion.memory import outbox as memory
 from companion.memory.schemas import MemoryKind
 from companion.method.contract import sentences
 from companion.method.phases import Language, Phase
+from companion.prompts import data, prompt
 from companion.sessions import content
 from companion.sessions import service as sessions
 from companion.sessions.schemas import LearningsView, Person, SessionView
+from companion.store import outbox as memory
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Group, RegulationSummary, User, new_id, utcnow
 from companion.text import Name

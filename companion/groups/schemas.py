@@ -6,17 +6,13 @@ from enum import StrEnum
 from pydantic import BaseModel, Field, field_validator
 
 from companion.method.phases import Language, Phase
+from companion.method.policy import Policy
 from companion.text import Name
 
 
 class Role(StrEnum):
     facilitator = "facilitator"
     member = "member"
-
-
-class Policy(StrEnum):
-    on_prem = "on_prem"
-    cloud_allowed = "cloud_allowed"
 
 
 Minutes = Field(ge=1, le=240)

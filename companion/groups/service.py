@@ -15,8 +15,8 @@ from companion.groups.schemas import (
     MemberView,
     Role,
 )
-from companion.memory import outbox as memory
 from companion.method.phases import Language, Phase, default_timeboxes
+from companion.store import outbox as memory
 from companion.store.keyring import Keyring
 from companion.store.models import (
     AuditEvent,

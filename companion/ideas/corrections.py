@@ -18,10 +18,10 @@ from companion.audit import service as audit
 from companion.errors import Invalid, NotFound
 from companion.ideas import service
 from companion.ideas.schemas import LabelSource
-from companion.memory import outbox as memory
 from companion.memory.schemas import MemoryKind
 from companion.method.phases import Language
 from companion.sessions.service import require_open
+from companion.store import outbox as memory
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Idea, Theme, User, new_id
 

@@ -25,7 +25,6 @@ from companion.errors import Conflict, DomainError
 from companion.ideas import grouping
 from companion.ideas.schemas import IdeasView, IdeaView, LabelSource, SourceKind, ThemeView
 from companion.ideas.split import split
-from companion.memory import outbox as memory
 from companion.memory.embeddings import EmbedderUnavailable
 from companion.memory.schemas import MemoryKind
 from companion.method.phases import Language, Phase
@@ -33,6 +32,7 @@ from companion.sessions import content
 from companion.sessions.schemas import Person
 from companion.sessions.service import person, state
 from companion.speech import jobs
+from companion.store import outbox as memory
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Idea, Theme, new_id, utcnow
 

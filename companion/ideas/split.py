@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
-from companion.assist.prompts import data
 from companion.method.phases import Language
+from companion.prompts import data
 
 # A sentence ends at . ! ? or … followed by a space (French puts a space before ? and !).
 _SENTENCE_END = re.compile(r"[.!?…]+[\"»”)]*(?=\s|$)")

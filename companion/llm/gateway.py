@@ -25,10 +25,8 @@ from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from companion.assist.prompts import prompt
 from companion.config import Settings
 from companion.errors import DomainError
-from companion.groups.schemas import Policy
 from companion.llm import audit
 from companion.llm.errors import (
     ModelCallFailed,
@@ -40,6 +38,8 @@ from companion.llm.errors import (
 from companion.llm.policy import Resolver, host_of, system_resolver
 from companion.llm.transport import guarded_client
 from companion.method.phases import Language
+from companion.method.policy import Policy
+from companion.prompts import prompt
 
 T = TypeVar("T", bound=BaseModel)
 Progress = Callable[[int], None]  # called with the number of chunks streamed so far

@@ -15,8 +15,8 @@ from typing import TypeAlias
 
 import httpx
 
-from companion.groups.schemas import Policy
 from companion.llm.errors import ModelUnavailable, PolicyRefused
+from companion.method.policy import Policy
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network

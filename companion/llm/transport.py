@@ -14,8 +14,8 @@ from collections.abc import Collection, Iterable
 import httpcore
 import httpx
 
-from companion.groups.schemas import Policy
 from companion.llm.policy import Resolver, decide, system_resolver
+from companion.method.policy import Policy
 
 
 class GuardedBackend(httpcore.NetworkBackend):

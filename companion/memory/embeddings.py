@@ -167,8 +167,8 @@ class OpenAICompatibleEmbeddings:
 
         import httpx
 
-        from companion.groups.schemas import Policy
         from companion.llm.transport import GuardedBackend, GuardedTransport
+        from companion.method.policy import Policy
 
         self.name = f"openai-compatible/{model}"
         self.model = model

@@ -1,22 +1,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-
-class MemoryKind(StrEnum):
-    """What a memory comes from. The client's draft synthesis is not one: it is the client's
-    alone until they share what they keep (their contract, action plan, learning)."""
-
-    note = "note"
-    contract = "contract"
-    action = "action"
-    learning = "learning"
-    segment = "segment"  # a transcript segment (its corrected text when edited)
-    theme = "theme"  # a consultation theme: its label and its ideas, as grouped
-    regulation = "regulation"  # a session's regulation points (keep / change), as last made
+from companion.store.outbox import MemoryKind as MemoryKind  # the kinds, for the memory's users
 
 
 class MemoryHit(BaseModel):

@@ -29,12 +29,12 @@ from companion.errors import Invalid
 from companion.memory import sources
 from companion.memory.chroma import SEALED_PREFIX, MemoryUnavailable, StoredHit, VectorStore
 from companion.memory.embeddings import Embedder, EmbedderUnavailable, make_embedder
-from companion.memory.outbox import take_marks
 from companion.memory.rotation import Rotations, rotate
 from companion.memory.schemas import MemoryHit, MemoryKind, MemorySearchView
 from companion.memory.sources import MemoryItem
 from companion.store.keyring import KeyGone, Keyring
 from companion.store.models import Group, MemoryOutbox, utcnow
+from companion.store.outbox import take_marks
 from companion.vault import DataKey, IntegrityError, MasterKey
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from companion.audit import service as audit
 from companion.errors import Conflict, Invalid, NotFound
-from companion.memory import outbox as memory
 from companion.method.contract import one_sentence_problem
 from companion.method.phases import Phase
 from companion.sessions.schemas import (
@@ -30,6 +29,7 @@ from companion.sessions.schemas import (
     ProgressView,
 )
 from companion.sessions.service import person, require_open, require_running, state
+from companion.store import outbox as memory
 from companion.store.keyring import Keyring
 from companion.store.models import (
     Action,

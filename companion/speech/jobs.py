@@ -30,12 +30,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from companion.audit import service as audit
 from companion.config import Settings
 from companion.errors import NotFound
-from companion.memory import outbox as memory
 from companion.method.phases import PHASES, Phase
 from companion.sessions.service import require_open, require_running
 from companion.speech import audio
 from companion.speech.schemas import JobStatus, JobView, SegmentView, TranscriptView
 from companion.speech.transcriber import Segment, Transcriber
+from companion.store import outbox as memory
 from companion.store.keyring import KeyGone, Keyring
 from companion.store.models import (
     CodevSession,

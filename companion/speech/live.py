@@ -35,7 +35,6 @@ from sqlalchemy.orm import Session
 from companion.accounts.service import user_name
 from companion.audit import service as audit
 from companion.errors import DomainError
-from companion.memory import outbox as memory
 from companion.method.phases import Phase
 from companion.sessions.service import require_running
 from companion.speech import audio, jobs
@@ -43,6 +42,7 @@ from companion.speech.schemas import JobStatus
 from companion.speech.stitch import Stitcher
 from companion.speech.stream import RATE, Decoder, StreamBroken
 from companion.speech.transcriber import Segment
+from companion.store import outbox as memory
 from companion.store.keyring import Keyring
 from companion.store.models import (
     CodevSession,

@@ -25,9 +25,9 @@ from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 from fpdf.fonts import TTFFont
 
-from companion.assist.prompts import data
 from companion.ideas.schemas import IdeaView
 from companion.method.phases import Language
+from companion.prompts import data
 from companion.synthesis.schemas import DraftAction, DraftStatus, SynthesisView
 
 # ---------------------------------------------------------------------------------------------

@@ -31,7 +31,6 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from companion.assist.prompts import prompt
 from companion.errors import Conflict
 from companion.ideas import service as ideas
 from companion.ideas.grouping import unit
@@ -39,6 +38,7 @@ from companion.ideas.schemas import IdeasView, IdeaView, ThemeView
 from companion.llm.errors import ModelError, ModelOutputInvalid
 from companion.llm.gateway import GroupRef, LLMGateway, Message, Progress, narrowed
 from companion.method.phases import Language, Phase
+from companion.prompts import prompt
 from companion.store.keyring import Keyring
 from companion.store.models import (
     CodevSession,

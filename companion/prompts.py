@@ -23,8 +23,7 @@ from companion.method.phases import Language
 # The repository's prompts/ by default; an installed deployment points COMPANION_PROMPTS_DIR at
 # its copy.
 PROMPTS = Path(
-    os.environ.get("COMPANION_PROMPTS_DIR")
-    or Path(__file__).resolve().parent.parent.parent / "prompts"
+    os.environ.get("COMPANION_PROMPTS_DIR") or Path(__file__).resolve().parent.parent / "prompts"
 )
 # The placeholder style of string.Template: a file still written that way would be sent with
 # `$name` in it, unfilled, so it is refused when loaded.

@@ -1,5 +1,8 @@
 """The memory outbox: what must be (re)indexed, written in the same transaction as the content.
 
+It lives with the storage (not with the memory) so that every service that stores content can
+enqueue it without depending on the memory, which sits above them.
+
 Services call `enqueue` when they store content and `forget_group` when they delete a group;
 both only touch the database and mark the session. After the commit, the application's Memory
 (companion.memory.service) indexes what was marked; if it cannot, the rows stay here, with
@@ -9,10 +12,25 @@ succeeds. Nothing here imports Chroma or a model.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy.orm import Session
 
-from companion.memory.schemas import MemoryKind
 from companion.store.models import MemoryOutbox, new_id
+
+
+class MemoryKind(StrEnum):
+    """What a memory comes from. The client's draft synthesis is not one: it is the client's
+    alone until they share what they keep (their contract, action plan, learning)."""
+
+    note = "note"
+    contract = "contract"
+    action = "action"
+    learning = "learning"
+    segment = "segment"  # a transcript segment (its corrected text when edited)
+    theme = "theme"  # a consultation theme: its label and its ideas, as grouped
+    regulation = "regulation"  # a session's regulation points (keep / change), as last made
+
 
 PENDING = "companion.memory.pending"  # session.info: group ids with new outbox rows
 DROPPED = "companion.memory.dropped"  # session.info: group ids whose memory must go
