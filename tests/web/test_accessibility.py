@@ -24,14 +24,8 @@ DESKTOP = {"width": 1280, "height": 900}
 LIVE_MS = 5_000
 
 # Every panel that loads itself has been filled (and none is being reloaded).
-SETTLED = """() => {
-  const loading = [...document.querySelectorAll('[hx-get][hx-trigger*="load"]')];
-  return !document.querySelector('.htmx-request, .htmx-settling, .htmx-swapping')
-    && loading.every((el) => el.dataset.loaded === undefined
-        ? !el.querySelector(':scope > p[aria-busy="true"]') && (el.childElementCount > 0
-            || el.textContent.trim() !== '')
-        : true);
-}"""
+SETTLED = """() => !document.querySelector('.htmx-request, .htmx-settling, .htmx-swapping')
+  && !document.querySelector('[hx-get] > p[aria-busy="true"]')"""
 
 
 def _settle(page: Any) -> None:
@@ -144,6 +138,7 @@ def test_every_page_passes_axe_and_fits_a_phone(served: Served, people: People) 
     circle.phase("clarification", "end")
     circle.phase("contract", "start")
     _room(client, room, "contract")
+    _settle(client.page)
     client.page.get_by_role("button", name="Proposer des formulations").click()
     client.page.locator("button.use-draft").first.wait_for(timeout=LIVE_MS * 4)
     problems += check(client, "room-3-contract-client")
@@ -219,9 +214,11 @@ def test_the_facilitator_runs_the_room_with_the_keyboard(served: Served, people:
     _settle(page)
 
     # Start a phase.
-    _tab_to(page, "#phase-panel .phase-moves button")
+    _tab_to(page, "#phase-move")
     page.keyboard.press("Enter")
     page.wait_for_selector('#phase-presentation[aria-current="step"]', timeout=LIVE_MS)
+    _settle(page)
+    assert page.evaluate("document.activeElement.id") == "phase-move"  # "End", where "Start" was
 
     # Add a note.
     _tab_to(page, "#note-body")
@@ -229,6 +226,7 @@ def test_the_facilitator_runs_the_room_with_the_keyboard(served: Served, people:
     _tab_to(page, "#note-form button[type=submit]")
     page.keyboard.press("Enter")
     page.wait_for_selector("#notes >> text=ses soirées", timeout=LIVE_MS)
+    page.wait_for_function("() => document.activeElement.id === 'note-body'")  # ready for the next
 
     # On to the consultation, ideas noted by the consultants.
     circle.phase("presentation", "end")
@@ -247,15 +245,21 @@ def test_the_facilitator_runs_the_room_with_the_keyboard(served: Served, people:
     _settle(page)
 
     # Move an idea with its "move to" list (the keyboard's way for the drag and drop): the
-    # list's first choice (the other theme, or a new one) moves it at once.
+    # arrows browse the list without moving anything; Enter moves it to the theme shown.
     idea = page.locator("#ideas li.idea").first
     idea_id, was_in = (
         idea.get_attribute("data-idea"),
         idea.locator("xpath=..").get_attribute("data-theme"),
     )
-    page.evaluate("window.scrollTo(0, 0); document.activeElement?.blur()")
+    page.evaluate("() => { window.scrollTo(0, 0); document.activeElement?.blur(); }")
     _tab_to(page, f'select.idea-move[data-idea="{idea_id}"]')
-    page.keyboard.press("ArrowDown")
+    options = page.evaluate("() => document.activeElement.options.length")
+    for key in ["ArrowDown"] * (options - 1) + ["ArrowUp"] * (options - 2):
+        page.keyboard.press(key)  # to the last choice and back to the first theme offered
+    assert page.evaluate("() => document.activeElement.selectedIndex") == 1
+    page.wait_for_timeout(500)
+    assert page.locator(f'#ideas ul[data-theme="{was_in}"] li[data-idea="{idea_id}"]').count()
+    page.keyboard.press("Enter")
     page.wait_for_function(
         "([i, t]) => { const li = document.querySelector(`#ideas li[data-idea='${i}']`);"
         " return li && li.parentElement.dataset.theme !== t; }",
@@ -263,6 +267,7 @@ def test_the_facilitator_runs_the_room_with_the_keyboard(served: Served, people:
         timeout=LIVE_MS,
     )
     _settle(page)
+    assert page.evaluate("document.activeElement.dataset.idea") == idea_id  # focus kept
 
     # Rename a theme: open its tools, type the label, submit.
     theme = page.locator("#ideas .theme").first.get_attribute("data-theme")
@@ -273,4 +278,6 @@ def test_the_facilitator_runs_the_room_with_the_keyboard(served: Served, people:
     page.keyboard.type("Déléguer")
     page.keyboard.press("Enter")
     page.wait_for_selector(f"#theme-{theme} .theme-label >> text=Déléguer", timeout=LIVE_MS)
+    _settle(page)
+    assert page.evaluate("document.activeElement.id") == f"label-{theme}"  # kept, open
     fac.shot("keyboard-room")

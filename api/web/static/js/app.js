@@ -13,5 +13,40 @@ document.addEventListener("htmx:responseError", (event) => {
 
 document.addEventListener("htmx:sendError", () => showError(null, 0));
 
-document.addEventListener("htmx:afterSwap", (event) => localiseTimes(event.target));
+// A panel reloads when the event stream says so: what the person had open stays open, and the
+// keyboard's focus comes back to the same control (by id), with what was being typed or chosen
+// there, instead of falling to the page.
+const kept = new WeakMap();
+const FIELDS = new Set(["INPUT", "TEXTAREA", "SELECT"]);
+
+document.addEventListener("htmx:beforeSwap", (event) => {
+  const target = event.detail.target;
+  const active = document.activeElement;
+  const inside = active && active.id && target.contains(active);
+  kept.set(target, {
+    open: [...target.querySelectorAll("details[open][id]")].map((d) => d.id),
+    focus: inside ? active.id : null,
+    field: inside && FIELDS.has(active.tagName) ? { value: active.value, data: { ...active.dataset } } : null,
+  });
+});
+
+document.addEventListener("htmx:afterSwap", (event) => {
+  const target = event.detail.target;
+  localiseTimes(target);
+  const was = kept.get(target);
+  kept.delete(target);
+  if (!was) return;
+  for (const id of was.open) {
+    const details = document.getElementById(id);
+    if (details && details.tagName === "DETAILS") details.open = true;
+  }
+  const again = was.focus && document.getElementById(was.focus);
+  if (!again) return;
+  if (was.field && again.tagName !== "SELECT") again.value = was.field.value;
+  else if (was.field && [...again.options].some((o) => o.value === was.field.value)) {
+    again.value = was.field.value;
+  }
+  if (was.field) Object.assign(again.dataset, was.field.data);
+  if (document.activeElement !== again) again.focus({ preventScroll: true });
+});
 document.addEventListener("DOMContentLoaded", () => localiseTimes(document));

@@ -19,10 +19,10 @@ function citation(form, c) {
 
 async function ask(form) {
   const question = form.elements.question.value.trim();
-  if (!question) return;
-  const out = document.getElementById("ask-answer");
   const button = form.querySelector("button[type=submit]");
-  button.disabled = true;
+  if (!question || button.getAttribute("aria-disabled") === "true") return;
+  const out = document.getElementById("ask-answer");
+  button.setAttribute("aria-disabled", "true"); // not disabled: the focus stays on it
   form.setAttribute("aria-busy", "true");
   try {
     const answer = await call("POST", `/api/v1/groups/${form.dataset.group}/memory/ask`, { question });
@@ -52,7 +52,7 @@ async function ask(form) {
   } catch (_) {
     /* the API's message is shown by call() */
   } finally {
-    button.disabled = false;
+    button.removeAttribute("aria-disabled");
     form.removeAttribute("aria-busy");
   }
 }

@@ -5,11 +5,12 @@ import { call } from "./api.js";
 document.addEventListener("click", async (event) => {
   const draft = event.target.closest("#draft-contract");
   if (draft) {
+    if (draft.getAttribute("aria-disabled") === "true") return; // already drafting
     const tool = draft.closest("#contract-tool");
     const list = tool.querySelector("#contract-drafts");
     const label = draft.textContent;
     draft.setAttribute("aria-busy", "true");
-    draft.disabled = true;
+    draft.setAttribute("aria-disabled", "true"); // not disabled: the focus stays on it
     draft.textContent = draft.dataset.busy;
     try {
       const drafts = await call("POST", `${tool.dataset.path}/contract/drafts`);
@@ -29,7 +30,7 @@ document.addEventListener("click", async (event) => {
       // shown
     } finally {
       draft.removeAttribute("aria-busy");
-      draft.disabled = false;
+      draft.removeAttribute("aria-disabled");
       draft.textContent = label;
     }
     return;

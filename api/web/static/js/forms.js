@@ -26,7 +26,12 @@ document.addEventListener("submit", async (event) => {
   if (button) button.setAttribute("aria-busy", "true");
   try {
     await call(form.dataset.method || "POST", form.dataset.path, bodyOf(form));
-    if (form.dataset.reset) form.reset();
+    if (form.dataset.reset) {
+      form.reset();
+      // Ready for the next one: back to the first field when the button had the focus.
+      const first = form.querySelector("textarea, input:not([type=hidden])");
+      if (first && form.contains(document.activeElement)) first.focus();
+    }
     if (form.dataset.done) showOk(form.dataset.done);
     form.dispatchEvent(new CustomEvent("api:done", { bubbles: true }));
   } catch (_) {
@@ -38,15 +43,16 @@ document.addEventListener("submit", async (event) => {
 
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("button.api-button");
-  if (!button) return;
+  if (!button || button.getAttribute("aria-disabled") === "true") return;
+  // aria-disabled, not disabled: a disabled button loses the keyboard's focus.
   button.setAttribute("aria-busy", "true");
-  button.disabled = true;
+  button.setAttribute("aria-disabled", "true");
   try {
     await call(button.dataset.method || "POST", button.dataset.path);
   } catch (_) {
     // shown
   } finally {
     button.removeAttribute("aria-busy");
-    button.disabled = false;
+    button.removeAttribute("aria-disabled");
   }
 });

@@ -44,10 +44,38 @@ document.addEventListener("drop", (event) => {
   move(baseOf(theme), ideaId, theme.dataset.theme).catch(() => {});
 });
 
-document.addEventListener("change", (event) => {
-  const select = event.target.closest("select.idea-move");
-  if (!select || !select.value) return;
+// The "move to" list: a choice made with the mouse, a finger or the list's popup moves the idea
+// at once; the arrow keys on the closed list only browse (each would otherwise move it), and
+// Enter moves it to the theme shown. Leaving the list without Enter moves nothing.
+const BROWSE = new Set(["ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown"]);
+
+function moveTo(select) {
+  delete select.dataset.browsing;
+  if (!select.value) return;
   move(baseOf(select), select.dataset.idea, select.value === "new" ? null : select.value).catch(
     () => {},
   );
+}
+
+document.addEventListener("keydown", (event) => {
+  const select = event.target.closest && event.target.closest("select.idea-move");
+  if (!select) return;
+  if (BROWSE.has(event.key) && !event.altKey) select.dataset.browsing = "true";
+  else if (event.key === "Enter" && select.dataset.browsing) {
+    event.preventDefault();
+    moveTo(select);
+  } else delete select.dataset.browsing; // the popup opens (Alt+arrow, Space…): its choice counts
+});
+
+document.addEventListener("focusout", (event) => {
+  const select = event.target.closest && event.target.closest("select.idea-move");
+  if (select && select.dataset.browsing) {
+    delete select.dataset.browsing;
+    select.value = "";
+  }
+});
+
+document.addEventListener("change", (event) => {
+  const select = event.target.closest("select.idea-move");
+  if (select && !select.dataset.browsing) moveTo(select);
 });
