@@ -3,7 +3,8 @@
 The protocol (JSON text messages, audio in binary frames):
 
 1. The client opens `WS …/sessions/{s}/phases/{phase}/live` and sends
-   `{"type": "start", "token": "cc_…", "format": "pcm16" | "webm"}`. A browser cannot set
+   `{"type": "start", "token": "cc_…", "format": "pcm16" | "webm"}` (with `"provisional":
+   true` to be sent the provisional text too, see 4). A browser cannot set
    headers on a WebSocket, so the token travels in this first message (not in the URL, which
    access logs keep); a client that can send `Authorization: Bearer …` may leave it out.
    The web app sends `{"type": "start", "csrf": "<the page's CSRF token>", "format": …}`
@@ -19,6 +20,12 @@ The protocol (JSON text messages, audio in binary frames):
 4. The server pushes `{"type": "segments", "segments": [{id, index, start, end, text,
    speaker}], "heard", "final_until"}` as segments become final (times in seconds from the
    start of the connection).
+   A client that asked for it in its start message also gets `{"type": "provisional",
+   "text", "start", "end"}` between passes: the text of the audio not final yet (from `start`,
+   where the final segments end, to `end`, what was heard), by a quicker pass, usually a few
+   seconds after it was said. Each one replaces the one before; a `segments` message replaces
+   it too (what it said is final now, and the next `provisional` tells the rest). The same
+   text is in the transcript's `provisional`, for every page of the room.
 5. `{"type": "end"}` from the client: the rest is transcribed, the server sends
    `{"type": "final", "segments": [...], "count", "heard"}` and closes (1000).
 
@@ -114,6 +121,7 @@ class _Start:
     format: str
     csrf: str = ""
     cookie: str = ""
+    provisional: bool = False  # the client asked for the provisional text
 
 
 def _start_message(raw: Mapping[str, Any], header: str | None, cookie: str | None = None) -> _Start:
@@ -138,9 +146,10 @@ def _start_message(raw: Mapping[str, Any], header: str | None, cookie: str | Non
     fmt = body.get("format", "pcm16")
     if fmt not in ("pcm16", "webm"):
         raise Refused(UNSUPPORTED, f"Unknown audio format {fmt!r}; use 'pcm16' or 'webm'.")
+    provisional = body.get("provisional") is True
     if token is None:
-        return _Start(None, str(fmt), str(csrf), str(cookie))
-    return _Start(token, str(fmt))
+        return _Start(None, str(fmt), str(csrf), str(cookie), provisional)
+    return _Start(token, str(fmt), provisional=provisional)
 
 
 def _default_port(scheme: str) -> str:
@@ -228,14 +237,18 @@ def _open(
         stitcher,
         settings.live_max_seconds,
         keep=keep,
+        draft=live.drafter(speech.transcriber),
     )
 
 
 class _Connection:
     """One live stream: receives frames, runs passes one at a time in the thread pool."""
 
-    def __init__(self, ws: WebSocket, rec: live.LiveRecording, state: AppState) -> None:
+    def __init__(
+        self, ws: WebSocket, rec: live.LiveRecording, state: AppState, provisional: bool = False
+    ) -> None:
         self.ws, self.rec, self.settings = ws, rec, state.settings
+        self.provisional = provisional  # the client asked for the provisional text
         self.pass_task: asyncio.Task[None] | None = None
         self.send_lock = asyncio.Lock()
         self.gone = False
@@ -251,17 +264,32 @@ class _Connection:
             self.gone = True
 
     async def _passes(self) -> None:
-        while self.rec.ready():
-            segments = await run_in_threadpool(self.rec.advance)
-            if segments:
-                await self.send(
-                    {
-                        "type": "segments",
-                        "segments": [s.as_json() for s in segments],
-                        "heard": round(self.rec.stitcher.heard, 3),
-                        "final_until": round(self.rec.stitcher.offset, 3),
-                    }
-                )
+        """Passes while a window waits, and drafts between them, one at a time."""
+        while True:
+            if self.rec.ready():
+                segments = await run_in_threadpool(self.rec.advance)
+                if segments:
+                    await self.send(
+                        {
+                            "type": "segments",
+                            "segments": [s.as_json() for s in segments],
+                            "heard": round(self.rec.stitcher.heard, 3),
+                            "final_until": round(self.rec.stitcher.offset, 3),
+                        }
+                    )
+            elif self.rec.draft_due():
+                draft = await run_in_threadpool(self.rec.make_draft)
+                if draft is not None and self.provisional:
+                    await self.send(
+                        {
+                            "type": "provisional",
+                            "text": draft.text,
+                            "start": round(draft.start, 3),
+                            "end": round(draft.end, 3),
+                        }
+                    )
+            else:
+                return
 
     def schedule(self) -> None:
         if self.pass_task is not None and self.pass_task.done():
@@ -269,7 +297,7 @@ class _Connection:
             self.pass_task = None
             if failed is not None:
                 raise failed  # Lost, or the model failed: the stream stops
-        if self.pass_task is None and self.rec.ready():
+        if self.pass_task is None and (self.rec.ready() or self.rec.draft_due()):
             self.pass_task = asyncio.create_task(self._passes())
 
     async def drain(self) -> None:
@@ -376,7 +404,7 @@ async def live_phase(ws: WebSocket, group_id: str, session_id: str, phase: str) 
     except DomainError as exc:
         await _close(ws, UNSUPPORTED, str(exc))
         return
-    conn = _Connection(ws, rec, state)
+    conn = _Connection(ws, rec, state, start.provisional)
     await conn.send(
         {
             "type": "ready",

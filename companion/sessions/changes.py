@@ -26,6 +26,7 @@ from companion.store.models import (
     RegulationSummary,
     Synthesis,
     Theme,
+    TranscriptionJob,
     TranscriptSegment,
 )
 
@@ -57,12 +58,25 @@ def fingerprints(db: Session, session_id: str) -> dict[str, str]:
     sid = session_id
     runs = db.execute(select(PhaseRun.phase, PhaseRun.ended_at).where(PhaseRun.session_id == sid))
     phase = _digest([(session.completed, session.running), *runs])
-    transcript = _digest(
+    segments = _digest(
         db.execute(
             select(func.count(), func.max(TranscriptSegment.updated_at)).where(
                 TranscriptSegment.session_id == sid
             )
         )
+    )
+    # The panel also shows the live streams' provisional text, and how many recordings wait.
+    transcript = _digest(
+        [
+            (segments,),
+            *db.execute(
+                select(
+                    TranscriptionJob.id, TranscriptionJob.status, TranscriptionJob.provisional_at
+                )
+                .where(TranscriptionJob.session_id == sid)
+                .order_by(TranscriptionJob.id)
+            ),
+        ]
     )
     notes = _digest(
         db.execute(select(func.count(), func.max(Note.created_at)).where(Note.session_id == sid))
@@ -114,7 +128,7 @@ def fingerprints(db: Session, session_id: str) -> dict[str, str]:
         )
     )
     # The clarity view reads notes and segments of phase 2 and the model's reviews.
-    clarity = _digest([(notes, transcript, reviews)])
+    clarity = _digest([(notes, segments, reviews)])
     return {
         "phase": phase,
         "transcript": transcript,

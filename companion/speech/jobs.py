@@ -33,10 +33,16 @@ from companion.errors import NotFound
 from companion.method.phases import PHASES, Phase
 from companion.sessions.service import require_open, require_running
 from companion.speech import audio
-from companion.speech.schemas import JobStatus, JobView, SegmentView, TranscriptView
+from companion.speech.schemas import (
+    JobStatus,
+    JobView,
+    ProvisionalView,
+    SegmentView,
+    TranscriptView,
+)
 from companion.speech.transcriber import Segment, Transcriber
 from companion.store import outbox as memory
-from companion.store.keyring import KeyGone, Keyring
+from companion.store.keyring import SYSTEM_SCOPE, KeyGone, Keyring
 from companion.store.models import (
     CodevSession,
     Group,
@@ -482,6 +488,7 @@ def _close_live(db: Session, job: TranscriptionJob) -> None:
     job.status = JobStatus.done if stored else JobStatus.failed
     job.finished_at = utcnow()
     job.error = None if stored else "The live connection was lost before any speech was heard."
+    job.provisional_sealed = job.provisional_at = None
 
 
 def _sweep_orphans(ctx: JobContext) -> None:
@@ -649,7 +656,36 @@ def transcript(
         phase=phase,
         segments=[_segment_view(keys, session.group_id, r[0]) for r in rows],
         pending_jobs=int(db.scalar(pending_query) or 0),
+        provisional=_provisional(db, keys, session, phase),
     )
+
+
+def _provisional(
+    db: Session, keys: Keyring, session: CodevSession, phase: Phase | None
+) -> list[ProvisionalView]:
+    """The running live jobs' provisional texts (companion.speech.live), oldest stream first."""
+    query = (
+        select(TranscriptionJob, User)
+        .outerjoin(User, User.id == TranscriptionJob.uploaded_by)
+        .where(
+            TranscriptionJob.session_id == session.id,
+            TranscriptionJob.status == JobStatus.running,
+            TranscriptionJob.provisional_sealed.is_not(None),
+        )
+        .order_by(TranscriptionJob.created_at, TranscriptionJob.id)
+    )
+    if phase is not None:
+        query = query.where(TranscriptionJob.phase == phase)
+    return [
+        ProvisionalView(
+            job_id=job.id,
+            phase=Phase(job.phase),
+            speaker=keys.open(SYSTEM_SCOPE, user, "name") if user is not None else None,
+            text=keys.open(session.group_id, job, "provisional"),
+            updated_at=job.provisional_at or job.created_at,
+        )
+        for job, user in db.execute(query).all()
+    ]
 
 
 def edit_segment(

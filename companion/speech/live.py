@@ -8,6 +8,21 @@ corrections and the assistance see them while the phase runs). The end of the st
 dropped connection, transcribes the rest and marks the job `done`; if the process dies
 instead, `jobs.recover` closes the job and keeps what was stored.
 
+Provisional text. A word becomes final a window to a hold after it was said (20 s then 4 s by
+default); meanwhile, every DRAFT_EVERY_S of new audio, a draft pass transcribes the audio not
+final yet (at most a window of it) with greedy decoding (beam 1, one temperature, no
+timestamps: `GreedyWhisper`, the same loaded model) and stores its text on the job, sealed
+with the group's key (`provisional_sealed`, `provisional_at`), so every page of the room reads
+it from the database (the transcript's `provisional`), whichever process serves it. It is
+cleared when segments become final (they replace it; a draft of what is left follows at once)
+and when the job ends. A draft never runs while a pass of the same connection does (the same
+lock), and is skipped when the machine or the stream is behind: the next draft waits for at
+least DRAFT_DUTY times the wall time the last one took (a connection drafts at most half of
+the time), and none runs while the audio arrives faster than it is said (a backlog, which
+the passes take soon anyway), nor while a pass of any connection of the process runs (they
+share the model: the final text comes first). An executor that offers no draft (a stand-in without a `draft`
+attribute) makes no provisional text.
+
 The audio is written to disk only when the group keeps audio (the setting uploads honour,
 read when the connection opens and again at its end): the decoded samples are then held in
 memory as PCM16 (about 115 MB an hour) and, when the stream ends or the dropped connection is
@@ -24,9 +39,13 @@ import contextlib
 import io
 import logging
 import threading
+import time
 import wave
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from sqlalchemy import select
@@ -38,10 +57,19 @@ from companion.errors import DomainError
 from companion.method.phases import Phase
 from companion.sessions.service import require_running
 from companion.speech import audio, jobs
+from companion.speech.model import ModelSpec, resolve
 from companion.speech.schemas import JobStatus
-from companion.speech.stitch import Stitcher
+from companion.speech.stitch import Draft, Stitcher
 from companion.speech.stream import RATE, Decoder, StreamBroken
-from companion.speech.transcriber import Segment
+from companion.speech.transcriber import (
+    AudioUndecodable,
+    ConfiguredWhisper,
+    Segment,
+    Transcriber,
+    WhisperTranscriber,
+    _load,
+    drop_loops,
+)
 from companion.store import outbox as memory
 from companion.store.keyring import Keyring
 from companion.store.models import (
@@ -57,6 +85,82 @@ from companion.store.models import (
 log = logging.getLogger(__name__)
 
 ATTEMPT = 1  # a live job is claimed once, by its connection
+DRAFT_EVERY_S = 2.0  # new audio that calls for a new draft
+DRAFT_DUTY = 1.0  # ...and at least this many times the wall time the last draft took
+MIN_DRAFT_S = 1.0  # less audio not final than this is not worth a draft
+BACKLOG_S = 1.5  # audio this far ahead of the pace it is said: no draft
+ARRIVALS_S = 10.0  # the frames of this many last seconds tell the pace
+
+
+class _Finals:
+    """How many passes run in this process: drafts wait for them (the passes make the text
+    final; a draft only shows it early). Scheduling only: nothing stored depends on it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.running = 0
+
+    @contextlib.contextmanager
+    def one(self) -> Iterator[None]:
+        with self._lock:
+            self.running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+FINALS = _Finals()
+
+
+class GreedyWhisper:
+    """The draft executor: the passes' Whisper, already loaded, decoding greedily (beam 1,
+    one temperature, no fallback, no timestamps) with the same guards, VAD and language."""
+
+    def __init__(self, spec: ModelSpec | Callable[[], ModelSpec]) -> None:
+        self._spec = spec
+        self.name = "greedy"
+
+    def spec(self) -> ModelSpec:
+        if callable(self._spec):
+            self._spec = self._spec()
+        return self._spec
+
+    def transcribe(
+        self, audio: str | BinaryIO, language: str, *, words: bool = False
+    ) -> Iterator[Segment]:
+        model = _load(self.spec())  # the passes' model: its load key ignores the beam
+        try:
+            raw, _info = model.transcribe(  # type: ignore[attr-defined]
+                audio,
+                language=language,
+                task="transcribe",
+                beam_size=1,
+                temperature=0.0,
+                compression_ratio_threshold=2.4,
+                log_prob_threshold=-1.0,
+                no_speech_threshold=0.6,
+                condition_on_previous_text=False,
+                vad_filter=True,
+                without_timestamps=True,
+            )
+        except Exception as exc:
+            raise AudioUndecodable(f"The audio could not be decoded ({exc}).") from exc
+        texts = (Segment(float(s.start), float(s.end), s.text.strip()) for s in raw)
+        yield from drop_loops(s for s in texts if s.text)
+
+
+def drafter(transcriber: Transcriber) -> Transcriber | None:
+    """The executor of the draft passes for the passes' one: greedy Whisper for Whisper, a
+    stand-in's own `draft` when it has one, else none (no provisional text)."""
+    if isinstance(transcriber, WhisperTranscriber):
+        return GreedyWhisper(transcriber.spec)
+    if isinstance(transcriber, ConfiguredWhisper):
+        settings = transcriber.settings
+        return GreedyWhisper(lambda: resolve(settings))
+    draft = getattr(transcriber, "draft", None)
+    return draft if draft is not None and hasattr(draft, "transcribe") else None
 
 
 class TooLong(DomainError):
@@ -128,11 +232,17 @@ class LiveRecording:
     stitcher: Stitcher
     max_seconds: float
     keep: bool = False  # the group keeps audio: the samples are held, sealed at the end
+    draft: Transcriber | None = None  # the draft passes' executor; None: no provisional text
     stored: int = 0
     closed: bool = False
+    provisional: str = ""  # the provisional text stored on the job now
+    drafts: int = 0  # draft passes run
     _audio: bytearray = field(default_factory=bytearray, repr=False)  # PCM16, when kept
     _beat: jobs.Heartbeat | None = field(default=None, repr=False)
     _busy: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _drafted_to: float = field(default=float("-inf"), repr=False)  # heard at the last draft
+    _draft_took: float = field(default=0.0, repr=False)  # wall seconds of the last draft
+    _arrivals: deque[tuple[float, float]] = field(default_factory=deque, repr=False)
 
     def __post_init__(self) -> None:
         self._beat = jobs.Heartbeat(self.ctx, self.job_id, ATTEMPT).__enter__()
@@ -150,6 +260,11 @@ class LiveRecording:
         if samples.size / RATE > limit:
             raise TooLong(self._too_long())
         self._add(samples)
+        if samples.size:
+            now = time.monotonic()
+            self._arrivals.append((now, now - self.stitcher.heard))
+            while now - self._arrivals[0][0] > ARRIVALS_S and len(self._arrivals) > 1:
+                self._arrivals.popleft()
 
     def _add(self, samples: np.ndarray) -> None:
         self.stitcher.add(samples)
@@ -164,6 +279,23 @@ class LiveRecording:
 
     def ready(self) -> bool:
         return not self.closed and self.stitcher.ready()
+
+    def ahead(self) -> float:
+        """Seconds of audio received ahead of the pace it is said, over the last frames."""
+        if not self._arrivals:
+            return 0.0
+        return max(lag for _, lag in self._arrivals) - self._arrivals[-1][1]
+
+    def draft_due(self) -> bool:
+        """A draft pass is worth running now (see the module's docstring)."""
+        if self.draft is None or self.closed or self.stitcher.ready() or FINALS.running:
+            return False
+        if self.stitcher.pending_s < MIN_DRAFT_S:
+            return False
+        fresh = self.stitcher.heard - self._drafted_to
+        return fresh >= max(DRAFT_EVERY_S, DRAFT_DUTY * self._draft_took) and (
+            self.ahead() <= BACKLOG_S
+        )
 
     # --- in a thread ------------------------------------------------------------------------
 
@@ -188,7 +320,44 @@ class LiveRecording:
         with self._busy:
             if self.closed:
                 return []
-            return self._store(self.stitcher.step(), done=False)
+            with FINALS.one():
+                segments = self.stitcher.step()
+            return self._store(segments, done=False)
+
+    def make_draft(self) -> Draft | None:
+        """One draft pass, its text stored on the job, sealed (None: closed, no executor, or
+        the same text as the one stored)."""
+        with self._busy:
+            if self.closed or self.draft is None:
+                return None
+            started = time.monotonic()
+            draft = self.stitcher.draft(self.draft)
+            self._draft_took = time.monotonic() - started
+            self._drafted_to = draft.end
+            self.drafts += 1
+            log.debug(
+                "Live job %s: a draft of %.1f s of audio took %.2f s",
+                self.job_id,
+                draft.end - draft.start,
+                self._draft_took,
+            )
+            if draft.text == self.provisional:
+                return None
+            with self.ctx.sessions() as db, db.begin():
+                job = db.scalar(
+                    select(TranscriptionJob)
+                    .where(*jobs.ours(self.job_id, ATTEMPT))  # type: ignore[arg-type]
+                    .with_for_update()
+                )
+                if job is None:
+                    raise Lost()
+                if draft.text:
+                    Keyring(db, self.ctx.master).seal(self.group_id, job, "provisional", draft.text)
+                    job.provisional_at = utcnow()
+                else:
+                    job.provisional_sealed = job.provisional_at = None
+            self.provisional = draft.text
+            return draft
 
     def finish(self) -> list[Final]:
         """The rest of the stream transcribed and stored; the job ends. Idempotent; waits for
@@ -202,7 +371,9 @@ class LiveRecording:
         try:
             with contextlib.suppress(StreamBroken):  # cut mid-frame: what decoded before counts
                 self._add(self.decoder.close())
-            return self._store(self.stitcher.step(final=True), done=True)
+            with FINALS.one():
+                segments = self.stitcher.step(final=True)
+            return self._store(segments, done=True)
         finally:
             self.closed = True
             if self._beat is not None:
@@ -250,6 +421,10 @@ class LiveRecording:
                     Final(row.id, self.stored, row.start_s, row.end_s, seg.text, self.speaker)
                 )
                 self.stored += 1
+            if segments or done:  # what was provisional is final now, or will never be
+                job.provisional_sealed = job.provisional_at = None
+                self.provisional = ""
+                self._drafted_to = float("-inf")  # a draft of what is left, at once
             heard = self.stitcher.heard
             job.audio_seconds = round(heard, 3)
             job.progress = round(min(self.stitcher.offset / heard, 1.0), 4) if heard else 0.0

@@ -54,11 +54,23 @@ class SegmentView(BaseModel):
     updated_at: datetime
 
 
+class ProvisionalView(BaseModel):
+    job_id: str
+    phase: Phase
+    speaker: str | None = Field(description="The participant who streams it.")
+    text: str = Field(description="What was heard since the last final segment, not final yet.")
+    updated_at: datetime
+
+
 class TranscriptView(BaseModel):
     session_id: str
     phase: Phase | None
     segments: list[SegmentView]
     pending_jobs: int = Field(description="Recordings still queued or being transcribed.")
+    provisional: list[ProvisionalView] = Field(
+        default_factory=list,
+        description="Each live stream's provisional text, replaced as it becomes final.",
+    )
 
 
 class SegmentEdit(BaseModel):

@@ -11,6 +11,9 @@ the previous text as a prompt: on repetitive speech Whisper echoed the prompt in
 20 s of audio (measured); a segment with more words than its time allows is dropped too.
 At the end the rest
 (under a window) is transcribed once: the phase is never transcribed again as a whole.
+
+Between passes, `draft` gives provisional text for the audio not final yet (at most its last
+`window_s`), by a cheaper executor; it changes nothing of what becomes final.
 """
 
 from __future__ import annotations
@@ -43,6 +46,15 @@ class _Unit:
     end: float
     text: str
     segment: int  # which segment of the pass it belongs to
+
+
+@dataclass(frozen=True)
+class Draft:
+    """Provisional text of the stream from `start` to `end` (stream seconds)."""
+
+    start: float
+    end: float
+    text: str
 
 
 def _norm(text: str) -> str:
@@ -118,6 +130,31 @@ class Stitcher:
             self.offset = start + drop / RATE
         self._tail = (self._tail + [_norm(u.text) for u in kept])[-SEAM_WORDS:]
         return _segments(kept)
+
+    def draft(self, transcriber: Transcriber) -> Draft:
+        """Provisional text of the audio not final yet, at most its last `window_s` (blocking:
+        it runs `transcriber`, meant to be a cheaper setting than the passes'). Not at the same
+        time as `step`: the caller runs one at a time."""
+        with self._lock:
+            audio = np.concatenate(self._chunks) if self._chunks else EMPTY
+            self._chunks = [audio] if audio.size else []
+            start = self.offset
+        end = start + audio.size / RATE
+        window = int(self.window_s * RATE)
+        if audio.size > window:
+            audio, start = audio[-window:], end - window / RATE
+        if audio.size < MIN_PASS_S * RATE or peak(audio) < SILENCE_PEAK:
+            return Draft(start, end, "")
+        said = transcriber.transcribe(wav(audio), self.language)
+        text = re.sub(r"\s+", " ", " ".join(s.text for s in said if not _made_up(s))).strip()
+        if start == self.offset and self._tail:  # the last final words heard again at the cut
+            heard = text.split()
+            lead = [_norm(w) for w in heard[:SEAM_WORDS]]
+            for n in range(min(len(lead), len(self._tail)), 0, -1):
+                if self._tail[-n:] == lead[:n]:
+                    text = " ".join(heard[n:])
+                    break
+        return Draft(start, end, text)
 
     def _transcribe(self, audio: np.ndarray, start: float) -> list[_Unit]:
         if audio.size < MIN_PASS_S * RATE or peak(audio) < SILENCE_PEAK:

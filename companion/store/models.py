@@ -296,6 +296,10 @@ class TranscriptionJob(Base):
     created_at: Mapped[datetime] = _created()
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A running live job's provisional text (the audio not final yet, by a cheaper pass),
+    # sealed; cleared when its text becomes final or the job ends.
+    provisional_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    provisional_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class TranscriptSegment(Base):
