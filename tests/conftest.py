@@ -1,9 +1,14 @@
 """Fixtures: a fresh app per test on SQLite, and on PostgreSQL when COMPANION_TEST_POSTGRES_URL
-names a server (.ci/run starts one). Tests that touch storage take the `backend` fixture."""
+names a server (.ci/run starts one). Tests that touch storage take the `backend` fixture.
+
+The schema is migrated once per run into a template (a SQLite file, a PostgreSQL template
+database) that each test's database is copied from, so no test pays for the migrations; the
+app's own upgrade at start then only reads the version (tests/test_store.py checks both)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,19 +21,22 @@ from sqlalchemy.exc import ProgrammingError
 
 from api.main import create_app
 from companion.config import Settings
+from companion.store import db as store_db
 from tests.doubles.openai_double import OpenAIDouble
 from tests.world import Api
 
 POSTGRES_URL = os.environ.get("COMPANION_TEST_POSTGRES_URL")
 
 
-def _postgres_database() -> Iterator[str]:
-    """A throwaway database on the test server, dropped afterwards."""
+def _postgres_database(template: str | None = None) -> Iterator[str]:
+    """A throwaway database on the test server (a copy of `template` when given, else empty),
+    dropped afterwards."""
     assert POSTGRES_URL
     name = f"companion_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    copy = f' TEMPLATE "{template}"' if template else ""
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
     base, _, _ = POSTGRES_URL.rpartition("/")
     try:
         yield f"{base}/{name}"
@@ -51,6 +59,32 @@ def _drop(admin: Engine, name: str) -> None:
             time.sleep(0.5)
 
 
+def _migrate(url: str) -> None:
+    engine = store_db.make_engine(url)
+    try:
+        store_db.upgrade(engine)
+    finally:
+        engine.dispose()  # no connection left open: a PostgreSQL template must have none
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to the newest revision, once per run (no master key: none of its
+    rows is sealed, so each test's app makes its own key as on a first start)."""
+    path = tmp_path_factory.mktemp("template") / "companion.db"
+    _migrate(f"sqlite:///{path}")  # the last connection's close folds the WAL into the file
+    assert not path.with_name(path.name + "-wal").exists()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A PostgreSQL database migrated once per run, that each test's database is made from."""
+    for url in _postgres_database():
+        _migrate(url)
+        yield url.rpartition("/")[2]
+
+
 @pytest.fixture(
     params=[
         "sqlite",
@@ -70,17 +104,24 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, backend: str) -> Iterator[Settings]:
+def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """Settings on a fresh data dir whose database is already migrated (a template's copy)."""
     data_dir = tmp_path / "data"
     # No test starts a local model by surprise: those that want one say so (test_llm_local).
     # The background assistance runner is off unless a test turns it on (test_ideas), so no
     # test's queued model replies are taken by it.
     quiet = {"llm_local_model": "off", "assist_background": False}
     if backend == "postgres":
-        for url in _postgres_database():
+        for url in _postgres_database(request.getfixturevalue("postgres_template")):
             yield Settings(data_dir=data_dir, database_url=url, **quiet)
     else:
-        yield Settings(data_dir=data_dir, **quiet)
+        settings = Settings(data_dir=data_dir, **quiet)
+        data_dir.mkdir(parents=True)
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), data_dir / "companion.db")
+        assert (
+            settings.resolved_database_url == f"sqlite:///{(data_dir / 'companion.db').resolve()}"
+        )
+        yield settings
 
 
 @pytest.fixture

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import date, timedelta
 
+from icalendar import Calendar
 from sqlalchemy import select
 
 from companion.store.models import PhaseRun
@@ -101,6 +102,11 @@ def test_action_plan_as_icalendar(api):
     assert f"UID:{actions[0]['id']}@codev-companion" in body
     assert "SUMMARY:Déléguer le reporting\\, enfin\\; vraiment" in body
     assert all(len(line.encode()) <= 75 for line in body.split("\r\n"))
+    events = Calendar.from_ical(res.content).walk("VEVENT")
+    assert [e.start for e in events] == [date(2020, 3, 1), date(2099, 6, 30)]
+    assert [e["SUMMARY"] for e in events] == ["Déléguer le reporting, enfin; vraiment"] * 2
+    assert events[0]["DESCRIPTION"] == "En parler lundi — Rapport de juin fait par l'équipe"
+    assert [str(e["STATUS"]) for e in events] == ["CONFIRMED", "CONFIRMED"]
 
 
 def test_empty_plan_has_no_calendar(api):

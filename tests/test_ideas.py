@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from datetime import date
 
 import pytest
@@ -19,7 +18,7 @@ from companion.ideas.schemas import IdeasView, IdeaView, ThemeView
 from companion.ideas.split import split
 from companion.method.phases import Language
 from companion.synthesis import service as synthesis
-from tests.world import Api, Circle
+from tests.world import Api, Circle, wait_until
 
 DELEGATION = "Moi je confierais le tableau de bord mensuel à Anatole, pour commencer petit."
 MANAGEMENT = "Je pense que tu devrais expliquer à ta directrice que tu ne tiens plus le rythme."
@@ -321,13 +320,30 @@ def test_the_stream_sends_the_outline_then_progress_then_the_draft(assisted, mod
     ) as res:
         assert res.status_code == 200
         assert res.headers["content-type"].startswith("text/event-stream")
-        events = [
-            line.removeprefix("event: ") for line in res.iter_lines() if line.startswith("event:")
-        ]
-    assert events[0] == "outline"
-    assert events[-2:] == ["draft", "done"]
-    assert "progress" in events[1:-2]  # the model's writing, streamed by the gateway
+        assert "no-store" in res.headers["cache-control"]
+        lines = list(res.iter_lines())
+    names = [line.removeprefix("event: ") for line in lines if line.startswith("event:")]
+    data = [json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data:")]
+    assert len(data) == len(names)
+    assert names[0] == "outline"
+    assert names[-2:] == ["draft", "done"]
+    assert "progress" in names[1:-2]  # the model's writing, streamed by the gateway
     assert model.received[0].body["stream"] is True
+    sent = dict(zip(names, data, strict=True))
+    assert sent["outline"]["themes"]
+    assert not sent["outline"]["current"]
+    assert isinstance(sent["progress"]["written"], int)
+    assert sent["draft"]["current"]
+    assert len(sent["draft"]["actions"]) == 2
+    assert sent["done"] == {}
+
+
+def test_the_stream_answers_409_before_it_starts_without_ideas(assisted):
+    circle = Circle.create(assisted)
+    circle.advance_to("consultation")
+    res = assisted.call("GET", circle.path("/synthesis/stream"), circle.client[1])
+    assert res.status_code == 409
+    assert "no ideas" in res.json()["detail"]
 
 
 def test_without_a_model_the_outline_still_comes(api):
@@ -354,16 +370,21 @@ def test_the_background_runner_has_the_draft_ready_when_the_phase_ends(settings,
         circle = _ready(api)  # runs made while notes arrive get "ok" from the double: failed
         for _ in range(4):  # a run that started before the last note may take one
             model.reply(_draft([["I1"], ["I2"], ["I3"]]))
-        deadline = time.monotonic() + 60
-        view = api.ok("GET", circle.path("/synthesis"), circle.client[1])
-        while not view["current"] and time.monotonic() < deadline:
-            time.sleep(0.2)
-            view = api.ok("GET", circle.path("/synthesis"), circle.client[1])
-        assert view["current"]
+
+        def drafted() -> dict | None:
+            view: dict = api.ok("GET", circle.path("/synthesis"), circle.client[1])
+            return view if view["current"] else None
+
+        view = wait_until(drafted, timeout=60, what="a current draft")
         assert len(view["actions"]) == 3
         calls = len(model.received)
+        runner = c.app.state.assist  # type: ignore[attr-defined]
+        polls: list[str] = []
+        work = runner.work
+        runner.work = lambda session_id: (polls.append(session_id), work(session_id))
         circle.phase("consultation", "end")
-        time.sleep(1.0)  # several polls: nothing changed, so no new model call
+        # Several polls go over the ended phase: nothing changed, so no new model call.
+        wait_until(lambda: polls.count(circle.session_id) >= 3, what="three polls")
         assert api.ok("GET", circle.path("/synthesis"), circle.client[1])["current"]
         assert len(model.received) == calls
 
@@ -410,10 +431,7 @@ def test_ending_phase_4_gives_up_a_draft_run_older_than_the_last_ideas(assisted,
     model.reply(_draft([["I1"], ["I2"]]), chunk_delay_s=0.05)  # a run of a few seconds
     worker = threading.Thread(target=runner.work, args=(circle.session_id,))
     worker.start()
-    deadline = time.monotonic() + 10
-    while synthesis.writing(circle.session_id) in (None, 0) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert synthesis.writing(circle.session_id)  # the model is writing
+    wait_until(lambda: synthesis.writing(circle.session_id), what="the model writing")
     _note(circle, circle.consultants[0], "Tu pourrais aussi automatiser l'export des chiffres.")
     circle.phase("consultation", "end")  # its background task gives the stale run up
     worker.join(timeout=10)
@@ -434,9 +452,7 @@ def test_ending_phase_4_leaves_a_current_draft_run_alone(assisted, model):
     model.reply(_draft([["I1"], ["I2"]]), chunk_delay_s=0.02)
     worker = threading.Thread(target=runner.work, args=(circle.session_id,))
     worker.start()
-    deadline = time.monotonic() + 10
-    while synthesis.writing(circle.session_id) in (None, 0) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: synthesis.writing(circle.session_id), what="the model writing")
     circle.phase("consultation", "end")  # no idea came after the run started
     worker.join(timeout=10)
     done = assisted.ok("GET", circle.path("/synthesis"), circle.client[1])

@@ -38,7 +38,7 @@ from companion.store.models import (
     utcnow,
 )
 from tests.speech_audio import convert, needs_speech_tools, wait_for_job, wav_bytes
-from tests.world import Api, Circle
+from tests.world import Api, Circle, wait_until
 
 SECRET_WORDS = ("Confidentiel", "licenciement", "Bérénice")
 
@@ -414,10 +414,7 @@ def test_stopping_puts_the_running_job_back_in_the_queue(settings, api):
         circle = Circle.create(Api(client, api.admin_token, api.tokens))
         circle.phase("presentation", "start")
         job_id = upload(circle, wav_bytes(1.0)).json()["id"]
-        deadline = time.monotonic() + 10
-        while not slow.calls:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(lambda: slow.calls, what="the transcriber's first call")
     engine = create_engine(settings.resolved_database_url)
     with engine.connect() as conn:
         status, attempts = conn.execute(

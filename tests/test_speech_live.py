@@ -8,7 +8,6 @@ chunks: key words, no word twice or lost at the seams, the speaker label, webm/o
 from __future__ import annotations
 
 import itertools
-import time
 import wave
 from collections.abc import Iterator
 from datetime import timedelta
@@ -31,7 +30,7 @@ from companion.speech.transcriber import Segment, Word
 from companion.store.keyring import Keyring
 from companion.store.models import TranscriptionJob, TranscriptSegment, utcnow
 from tests.speech_audio import convert, needs_speech_tools, speak, wav_bytes
-from tests.world import PREFIX, Api, Circle
+from tests.world import PREFIX, Api, Circle, wait_until
 
 RATE = 16000
 
@@ -186,20 +185,29 @@ def test_a_dropped_connection_keeps_what_was_said(client, circle, echo):
     with client.websocket_connect(_url(circle)) as ws:
         job_id = _start(ws, circle.client[1])["job_id"]
         ws.send_bytes(pcm(3.0))
-        time.sleep(0.2)  # the frame is read before the socket goes
+        _read_so_far(ws)  # the frame is in before the socket goes
     job = _wait_done(circle, job_id)
     assert job["status"] == "done"
     assert job["segments"] == 1
     assert echo.seconds == [pytest.approx(3.0)]
 
 
+def _read_so_far(ws: Any) -> None:
+    """Wait until the server has taken every frame sent so far: it handles messages in order
+    and answers one that is neither audio nor `end` with an error."""
+    ws.send_json({"type": "sync"})
+    while ws.receive_json()["type"] != "error":
+        pass
+
+
 def _wait_done(circle: Circle, job_id: str) -> dict[str, Any]:
     path = circle.path(f"/transcription-jobs/{job_id}")
-    deadline = time.monotonic() + 30
-    while (job := circle.api.ok("GET", path, circle.client[1]))["status"] == "running":
-        assert time.monotonic() < deadline, job
-        time.sleep(0.05)
-    return job
+
+    def ended() -> dict[str, Any] | None:
+        job: dict[str, Any] = circle.api.ok("GET", path, circle.client[1])
+        return job if job["status"] != "running" else None
+
+    return wait_until(ended, timeout=30, what=f"the end of job {job_id}")
 
 
 def test_a_group_that_keeps_audio_keeps_live_audio_sealed_like_an_upload(

@@ -12,21 +12,22 @@ import signal
 import subprocess
 import sys
 import threading
-import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
 
 from api.main import create_app
 from companion.config import Settings
 from companion.speech import model as speech_model
 from companion.speech.model import ModelUnavailable, bundled_model_dir, resolve
 from companion.speech.transcriber import Segment, WhisperTranscriber, drop_loops
-from companion.store.models import TranscriptSegment
+from companion.store.models import TranscriptionJob, TranscriptSegment, utcnow
 from tests.speech_audio import needs_speech_tools, speak, wait_for_job
-from tests.world import Api, Circle
+from tests.world import Api, Circle, wait_until
 
 FRENCH = (
     "Bonjour à tous. Je voudrais parler de mon équipe. "
@@ -222,7 +223,8 @@ def test_a_killed_worker_process_is_resumed_with_one_copy_of_each_segment(tmp_pa
             files={"file": ("phase.ogg", clip.read_bytes(), "audio/ogg")},
         )
         assert res.status_code == 202, res.text
-        job_path = circle.path(f"/transcription-jobs/{res.json()['id']}")
+        job_id = res.json()["id"]
+        job_path = circle.path(f"/transcription-jobs/{job_id}")
         env = {
             **os.environ,
             "COMPANION_DATA_DIR": str(settings.data_dir),
@@ -235,18 +237,29 @@ def test_a_killed_worker_process_is_resumed_with_one_copy_of_each_segment(tmp_pa
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+        def taken() -> bool:
+            assert worker.poll() is None, "the worker died on its own"
+            return bool(api.ok("GET", job_path, circle.client[1])["status"] != "queued")
+
         try:
-            deadline = time.monotonic() + 60
-            while api.ok("GET", job_path, circle.client[1])["status"] == "queued":
-                assert time.monotonic() < deadline, "the worker never took the job"
-                assert worker.poll() is None, "the worker died on its own"
-                time.sleep(0.1)
+            wait_until(taken, timeout=60, what="the worker taking the job")
         finally:
             worker.send_signal(signal.SIGKILL)
             worker.wait(timeout=30)
         interrupted = api.ok("GET", job_path, circle.client[1])
         assert interrupted["status"] == "running", interrupted
-    time.sleep(1.2)  # the dead worker's lease runs out
+    engine = create_engine(settings.resolved_database_url)
+
+    def lease_ran_out() -> bool:  # what the next start's recovery looks for
+        with Session(engine) as db:
+            job = db.get(TranscriptionJob, job_id)
+            assert job is not None
+            stale = utcnow() - timedelta(seconds=settings.transcription_lease_s)
+            return job.heartbeat_at is None or job.heartbeat_at < stale
+
+    wait_until(lease_ran_out, timeout=10, what="the dead worker's lease running out")
+    engine.dispose()
 
     with TestClient(create_app(settings)) as c:
         api = Api(c, "", {})

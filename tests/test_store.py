@@ -6,15 +6,19 @@ import stat
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from typer.testing import CliRunner
 
 from api.main import create_app
 from companion.cli import app as cli
 from companion.config import Settings
 from companion.runtime import open_store
+from companion.store import db as store_db
 from companion.store.models import Base
+
+WRITES = ("CREATE", "ALTER", "DROP", "INSERT", "UPDATE", "DELETE")
 
 
 def test_migrations_build_exactly_the_models(settings):
@@ -28,9 +32,29 @@ def test_migrations_build_exactly_the_models(settings):
     assert "alembic_version" in tables
 
 
-def test_migrations_are_idempotent(settings):
-    open_store(settings).engine.dispose()
-    open_store(settings).engine.dispose()
+def test_opening_a_migrated_store_only_reads_the_version(settings):
+    """The tests' databases are copies of one migrated template, and every start upgrades:
+    on a database at the newest revision that is one read, no schema change."""
+    open_store(settings).engine.dispose()  # at head already (a copy of the template)
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        store = open_store(settings)
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    url = settings.resolved_database_url
+    head = ScriptDirectory.from_config(store_db.alembic_config(url)).get_current_head()
+    with store.engine.connect() as conn:
+        versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    store.engine.dispose()
+    assert versions == [head]
+    writes = [s for s in statements if s.lstrip().upper().startswith(WRITES)]
+    assert writes == []
+    assert any("alembic_version" in s for s in statements)
 
 
 def test_health_and_readiness(client):

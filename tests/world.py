@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi.testclient import TestClient
 from httpx import Response
+from sqlalchemy.orm import Session, sessionmaker
 
 from companion.accounts import service as accounts
 from companion.config import Settings
@@ -16,8 +19,21 @@ from companion.speech.jobs import store_transcript
 from companion.speech.transcriber import Segment
 from companion.store.keyring import Keyring
 from companion.store.models import TranscriptionJob, new_id
+from companion.vault import MasterKey
 
 PREFIX = "/api/v1"
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 10, what: str = "the condition") -> T:
+    """Poll `predicate` until it returns something true, and return that; fail after
+    `timeout` seconds. For tests that wait on something another thread or process does."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"{what} did not hold within {timeout} s"
+        time.sleep(0.02)
+    return value
 
 
 @dataclass
@@ -28,11 +44,26 @@ class Api:
 
     @classmethod
     def bootstrap(cls, client: TestClient, settings: Settings) -> Api:
+        """The first admin, written straight to the store: the running app's (its lifespan
+        opened and migrated it) when `client` has one on the same database, else opened here."""
+        state = getattr(client.app.state, "companion", None)  # type: ignore[attr-defined]
+        if state is not None and state.settings.resolved_database_url == (
+            settings.resolved_database_url
+        ):
+            return cls._with_admin(client, state.sessions, state.master)
         store = open_store(settings)
-        with store.sessions() as db, db.begin():
-            admin = accounts.create_user(db, Keyring(db, store.master), "Admin", is_admin=True)
+        try:
+            return cls._with_admin(client, store.sessions, store.master)
+        finally:
+            store.engine.dispose()
+
+    @classmethod
+    def _with_admin(
+        cls, client: TestClient, sessions: sessionmaker[Session], master: MasterKey
+    ) -> Api:
+        with sessions() as db, db.begin():
+            admin = accounts.create_user(db, Keyring(db, master), "Admin", is_admin=True)
             token = accounts.issue_token(db, admin)
-        store.engine.dispose()
         return cls(client, token, {admin.id: token})
 
     def call(self, method: str, path: str, token: str | None, **kwargs: Any) -> Response:

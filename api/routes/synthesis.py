@@ -5,14 +5,14 @@ For the client only: the synthesis is theirs to edit before they share anything.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy.orm import Session
 
 from api.deps import DbSession, KeysDep, SessionClient, app_state
@@ -28,7 +28,6 @@ from companion.synthesis.schemas import SynthesisView
 
 router = APIRouter(prefix="/groups/{group_id}/sessions/{session_id}", tags=["assistance"])
 
-KEEP_ALIVE_S = 10.0  # a comment line while the model works, so proxies keep the stream open
 PROGRESS_S = 1.0  # how often the stream says how far the model has written
 
 
@@ -104,73 +103,63 @@ def make_synthesis(
     return _make(state, ctx.session.id)
 
 
-def _event(name: str, data: str) -> str:
-    return f"event: {name}\ndata: {data}\n\n"
+def _outline(
+    ctx: SessionClient, request: Request, response: Response, db: DbSession, keys: KeysDep
+) -> SynthesisView:
+    """The draft as it stands, read before the stream starts (so a 409 is a plain answer)."""
+    response.headers["Cache-Control"] = "no-store"  # the client's draft: kept by no cache
+    return _current(app_state(request), db, keys, ctx.session, Language(ctx.group.language))
 
 
 @router.get(
     "/synthesis/stream",
-    response_class=StreamingResponse,
+    response_class=EventSourceResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "Server-sent events."},
         409: {"description": "No consultation or no ideas yet."},
     },
 )
 def stream_synthesis(
-    ctx: SessionClient, request: Request, db: DbSession, keys: KeysDep
-) -> StreamingResponse:
+    session_id: str, request: Request, first: Annotated[SynthesisView, Depends(_outline)]
+) -> Iterator[ServerSentEvent]:
     """Server-sent events: `outline` at once (a SynthesisView without a current model part),
     `progress` ({written}: about how many tokens the model has written) every second while it
     writes, then `draft` (the complete SynthesisView) when the model's part is current, or
-    `error` ({status, detail}) if it cannot be made; `done` closes."""
-    state = app_state(request)
-    first = _current(state, db, keys, ctx.session, Language(ctx.group.language))
-    session_id = ctx.session.id
+    `error` ({status, detail}) if it cannot be made; `done` closes. While the model is quiet
+    FastAPI sends a keep-alive comment every 15 s, so proxies keep the stream open."""
+    state = app_state(request)  # `_outline` checked the access: the client of this session
+    yield ServerSentEvent(event="outline", data=first)
+    if first.current or first.status == "no_model":
+        yield ServerSentEvent(event="draft", data=first)
+        yield ServerSentEvent(event="done", data={})
+        return
+    results: queue.Queue[SynthesisView | ModelError | Exception] = queue.Queue()
 
-    def events() -> Iterator[str]:
-        yield _event("outline", first.model_dump_json())
-        if first.current or first.status == "no_model":
-            yield _event("draft", first.model_dump_json())
-            yield _event("done", "{}")
-            return
-        results: queue.Queue[SynthesisView | ModelError | Exception] = queue.Queue()
+    def work() -> None:
+        try:
+            results.put(_make(state, session_id))
+        except Exception as exc:  # reported to the client below
+            results.put(exc)
 
-        def work() -> None:
-            try:
-                results.put(_make(state, session_id))
-            except Exception as exc:  # reported to the client below
-                results.put(exc)
-
-        threading.Thread(target=work, name="synthesis-stream", daemon=True).start()
-        shown, quiet = None, 0.0
-        while True:
-            try:
-                outcome = results.get(timeout=PROGRESS_S)
-            except queue.Empty:
-                written = synthesis.writing(session_id)  # this run's, or the runner's
-                if written is not None and written != shown:
-                    shown, quiet = written, 0.0
-                    yield _event("progress", json.dumps({"written": written}))
-                else:
-                    quiet += PROGRESS_S
-                    if quiet >= KEEP_ALIVE_S:
-                        quiet = 0.0
-                        yield ": the model is working\n\n"
-                continue
-            break
-        if isinstance(outcome, SynthesisView):
-            yield _event("draft", outcome.model_dump_json())
-        else:
-            status = getattr(outcome, "status", 500)
-            detail = str(outcome) if status != 500 else "The draft could not be made."
-            yield _event("error", json.dumps({"status": status, "detail": detail}))
-        yield _event("done", "{}")
-
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    threading.Thread(target=work, name="synthesis-stream", daemon=True).start()
+    shown = None
+    while True:
+        try:
+            outcome = results.get(timeout=PROGRESS_S)
+        except queue.Empty:
+            written = synthesis.writing(session_id)  # this run's, or the runner's
+            if written is not None and written != shown:
+                shown = written
+                yield ServerSentEvent(event="progress", data={"written": written})
+            continue
+        break
+    if isinstance(outcome, SynthesisView):
+        yield ServerSentEvent(event="draft", data=outcome)
+    else:
+        status = getattr(outcome, "status", 500)
+        detail = str(outcome) if status != 500 else "The draft could not be made."
+        yield ServerSentEvent(event="error", data={"status": status, "detail": detail})
+    yield ServerSentEvent(event="done", data={})
 
 
 @router.get(

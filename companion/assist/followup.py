@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+from icalendar import STATUS, Calendar, Event
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -125,46 +126,28 @@ def follow_up(db: Session, keys: Keyring, group: Group) -> FollowUp:
     return FollowUp(plans=plans, overdue=overdue, regulation=previous_regulation(db, keys, group))
 
 
-def _ics_text(value: str) -> str:
-    # RFC 5545 §3.3.11: escape backslash, semicolon, comma and line breaks.
-    return value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
-
-
-def _fold(line: str) -> list[str]:
-    """RFC 5545 §3.1: lines of at most 75 octets, continued with a leading space."""
-    out: list[str] = []
-    current = ""
-    for char in line:
-        if len((current + char).encode()) > (75 if not out else 74):
-            out.append(current)
-            current = ""
-        current += char
-    out.append(current)
-    return [out[0], *(" " + part for part in out[1:])]
-
-
 def action_plan_ics(db: Session, keys: Keyring, session: CodevSession) -> str:
+    """One all-day event per action, on its due date (the icalendar package escapes and folds
+    the text as RFC 5545 says)."""
     plan = content.action_plan(db, keys, session)
     if not plan.actions:
         raise NotFound("This session's action plan has no actions yet.")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    lines = [
-        "BEGIN:VCALENDAR",
-        "VERSION:2.0",
-        "PRODID:-//Codev Companion//Action plan//FR",
-        "CALSCALE:GREGORIAN",
-    ]
+    stamp = datetime.now(UTC).replace(microsecond=0)
+    calendar = Calendar()
+    calendar.add("version", "2.0")
+    calendar.add("prodid", "-//Codev Companion//Action plan//FR")
+    calendar.add("calscale", "GREGORIAN")
     for action in plan.actions:
         due: date = action.due_date
-        lines += [
-            "BEGIN:VEVENT",
-            f"UID:{action.id}@codev-companion",
-            f"DTSTAMP:{stamp}",
-            f"DTSTART;VALUE=DATE:{due:%Y%m%d}",
-            f"SUMMARY:{_ics_text(action.objective)}",
-            f"DESCRIPTION:{_ics_text(f'{action.first_step} — {action.indicator}')}",
-            f"STATUS:{'CANCELLED' if action.status == 'dropped' else 'CONFIRMED'}",
-            "END:VEVENT",
-        ]
-    lines.append("END:VCALENDAR")
-    return "".join(f"{folded}\r\n" for line in lines for folded in _fold(line))
+        calendar.add_component(
+            Event.new(
+                uid=f"{action.id}@codev-companion",
+                stamp=stamp,
+                start=due,
+                summary=action.objective,
+                description=f"{action.first_step} — {action.indicator}",
+                status=STATUS.CANCELLED if action.status == "dropped" else STATUS.CONFIRMED,
+            )
+        )
+    ical: bytes = calendar.to_ical()
+    return ical.decode()
