@@ -45,6 +45,12 @@ def _drag_an_idea(fac: Person) -> None:
         landed = f'#ideas ul.ideas[data-theme="{theme_id}"] li[data-idea="{idea_id}"]'
         try:
             page.wait_for_selector(landed, timeout=3_000)
+            # The theme it left, if now empty, is deleted by the service: the panel reloads.
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#ideas ul.ideas')]"
+                ".every((list) => list.children.length > 0)",
+                timeout=LIVE_S,
+            )
             return
         except Exception:
             continue
