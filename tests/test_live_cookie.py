@@ -30,17 +30,6 @@ def circle(api: Api) -> Circle:
     return circle
 
 
-def _signed_in(api: Api, user_id: str) -> tuple[TestClient, str]:
-    """A browser signed in by an invitation link, and its pages' CSRF token."""
-    link = api.ok("POST", f"/api/v1/users/{user_id}/invitations", api.admin_token)
-    browser = TestClient(api.client.app)
-    assert browser.post(link["path"], follow_redirects=False).status_code == 303
-    page = browser.get("/")
-    csrf = page.text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
-    assert csrf
-    return browser, csrf
-
-
 def _refused(browser: TestClient, url: str, start: dict[str, Any], **kwargs: Any) -> Any:
     with browser.websocket_connect(url, **kwargs) as ws:
         ws.send_json(start)
@@ -49,7 +38,7 @@ def _refused(browser: TestClient, url: str, start: dict[str, Any], **kwargs: Any
 
 def test_a_signed_in_browser_streams_with_its_csrf_token(client, circle, echo):
     consultant_id, _ = circle.consultants[0]
-    browser, csrf = _signed_in(circle.api, consultant_id)
+    browser, csrf = circle.api.browser(consultant_id)
     with browser.websocket_connect(_url(circle), headers={"Origin": HOST}) as ws:
         ws.send_json({"type": "start", "csrf": csrf, "format": "pcm16"})
         ready = ws.receive_json()
@@ -75,7 +64,7 @@ def test_a_signed_in_browser_streams_with_its_csrf_token(client, circle, echo):
 
 
 def test_a_token_still_wins_over_the_cookie(client, circle, echo):
-    browser, _ = _signed_in(circle.api, circle.consultants[0][0])
+    browser, _ = circle.api.browser(circle.consultants[0][0])
     with browser.websocket_connect(_url(circle)) as ws:
         ws.send_json({"type": "start", "token": circle.client[1], "csrf": "whatever"})
         ready = ws.receive_json()
@@ -89,7 +78,7 @@ def test_a_token_still_wins_over_the_cookie(client, circle, echo):
 
 def test_the_cookie_needs_its_csrf_token_and_this_sites_origin(client, api, circle, echo):
     consultant_id, _ = circle.consultants[0]
-    browser, csrf = _signed_in(api, consultant_id)
+    browser, csrf = api.browser(consultant_id)
     url = _url(circle)
     cases = {
         "a forged csrf token": (browser, {"csrf": "forged"}, {"Origin": HOST}, "CSRF"),
@@ -104,7 +93,7 @@ def test_the_cookie_needs_its_csrf_token_and_this_sites_origin(client, api, circ
         assert closed.code == 1008, (name, closed.code, closed.reason)
         assert says in closed.reason, (name, closed.reason)
 
-    outsider, outsider_csrf = _signed_in(api, circle.outsider[0])
+    outsider, outsider_csrf = api.browser(circle.outsider[0])
     closed = _refused(outsider, url, {"type": "start", "csrf": outsider_csrf})
     assert closed.code == 1008
     assert "group" in closed.reason
@@ -122,7 +111,7 @@ def test_the_cookie_needs_its_csrf_token_and_this_sites_origin(client, api, circ
 
 
 def test_the_public_address_is_this_sites_origin_behind_a_proxy(client, api, circle, echo):
-    browser, csrf = _signed_in(api, circle.consultants[0][0])  # over http: before the change
+    browser, csrf = api.browser(circle.consultants[0][0])  # over http: before the change
     state = client.app.state.companion
     state.settings = state.settings.model_copy(
         update={"public_url": "https://companion.example.org"}

@@ -123,13 +123,6 @@ def _job(client: TestClient, job_id: str) -> TranscriptionJob:
         return job
 
 
-def _browser(api: Api, user_id: str) -> TestClient:
-    link = api.ok("POST", f"/api/v1/users/{user_id}/invitations", api.admin_token)
-    browser = TestClient(api.client.app)
-    browser.post(link["path"])
-    return browser
-
-
 def test_provisional_text_is_shown_to_the_room_sealed_then_replaced_by_the_final(
     client, api, circle, passes
 ):
@@ -148,7 +141,7 @@ def test_provisional_text_is_shown_to_the_room_sealed_then_replaced_by_the_final
         [draft] = seen["provisional"]
         assert (draft["job_id"], draft["speaker"], draft["text"]) == (job_id, "Anatole", DRAFT)
         assert draft["phase"] == "presentation"
-        panel = _browser(api, circle.facilitator[0]).get(
+        panel = api.browser(circle.facilitator[0])[0].get(
             f"/groups/{circle.group_id}/sessions/{circle.session_id}/panels/transcript"
         )
         assert panel.status_code == 200

@@ -11,14 +11,6 @@ from tests.test_followup import _session_with_plan
 from tests.world import Api, Circle
 
 
-def _browser(api: Api, user_id: str) -> TestClient:
-    """A browser signed in as `user_id` by an invitation link."""
-    link = api.ok("POST", f"/api/v1/users/{user_id}/invitations", api.admin_token)
-    browser = TestClient(api.client.app)
-    assert browser.post(link["path"], follow_redirects=False).status_code == 303
-    return browser
-
-
 def _admin_id(api: Api) -> str:
     return next(uid for uid, token in api.tokens.items() if token == api.admin_token)
 
@@ -26,7 +18,7 @@ def _admin_id(api: Api) -> str:
 def test_a_member_sees_the_follow_up_members_and_sessions(api: Api) -> None:
     circle = Circle.create(api)
     actions = _session_with_plan(circle)
-    consultant = _browser(api, circle.consultants[0][0])
+    consultant = api.browser(circle.consultants[0][0])[0]
     page = consultant.get(f"/groups/{circle.group_id}")
     assert page.status_code == 200
     html = unescape(page.text)
@@ -50,7 +42,7 @@ def test_a_member_sees_the_follow_up_members_and_sessions(api: Api) -> None:
         f'hx-post="/api/v1/groups/{circle.group_id}/cycles',
     ):
         assert facilitator_only not in html
-    client_page = unescape(_browser(api, circle.client[0]).get(f"/groups/{circle.group_id}").text)
+    client_page = unescape(api.browser(circle.client[0])[0].get(f"/groups/{circle.group_id}").text)
     assert f"/actions/{actions[0]['id']}/progress" in client_page
     assert 'id="add-person"' not in client_page
 
@@ -58,7 +50,7 @@ def test_a_member_sees_the_follow_up_members_and_sessions(api: Api) -> None:
 def test_the_facilitator_gets_the_forms_and_the_rotation_proposal(api: Api) -> None:
     circle = Circle.create(api)
     _session_with_plan(circle)
-    html = unescape(_browser(api, circle.facilitator[0]).get(f"/groups/{circle.group_id}").text)
+    html = unescape(api.browser(circle.facilitator[0])[0].get(f"/groups/{circle.group_id}").text)
     assert 'id="add-person"' in html
     assert f'data-invite-path="/api/v1/groups/{circle.group_id}/invitations"' in html
     assert f'data-new-link="{circle.client[0]}"' in html
@@ -78,7 +70,7 @@ def test_a_facilitator_without_a_cycle_is_offered_to_start_one(api: Api) -> None
         api.admin_token,
         json={"name": "Circle", "language": "en", "facilitator_ids": [fac_id]},
     )
-    html = unescape(_browser(api, fac_id).get(f"/groups/{group['id']}").text)
+    html = unescape(api.browser(fac_id)[0].get(f"/groups/{group['id']}").text)
     assert '<html lang="en"' in html
     assert "No open cycle." in html
     assert f'hx-post="/api/v1/groups/{group["id"]}/cycles"' in html
@@ -88,14 +80,14 @@ def test_a_facilitator_without_a_cycle_is_offered_to_start_one(api: Api) -> None
 def test_an_outsider_or_a_stranger_learns_nothing_of_the_group(api: Api) -> None:
     circle = Circle.create(api)
     other = Circle.create(api, group_name="Autre cercle", facilitator="Fabrice")
-    outsider = _browser(api, circle.outsider[0])
+    outsider = api.browser(circle.outsider[0])[0]
     page = outsider.get(f"/groups/{circle.group_id}")
     assert page.status_code == 404
     assert "Cercle des directrices" not in page.text
     assert "Bérénice" not in page.text
     # A member of another group, too; and the administrator who is not a member.
-    assert _browser(api, other.client[0]).get(f"/groups/{circle.group_id}").status_code == 404
-    admin_page = _browser(api, _admin_id(api)).get(f"/groups/{circle.group_id}")
+    assert api.browser(other.client[0])[0].get(f"/groups/{circle.group_id}").status_code == 404
+    admin_page = api.browser(_admin_id(api))[0].get(f"/groups/{circle.group_id}")
     assert admin_page.status_code == 404
     assert "Cercle des directrices" not in admin_page.text
     anonymous = TestClient(api.client.app).get(f"/groups/{circle.group_id}")
@@ -105,7 +97,7 @@ def test_an_outsider_or_a_stranger_learns_nothing_of_the_group(api: Api) -> None
 
 def test_the_admin_pages_are_for_administrators_only(api: Api) -> None:
     circle = Circle.create(api)
-    facilitator = _browser(api, circle.facilitator[0])
+    facilitator = api.browser(circle.facilitator[0])[0]
     anonymous = TestClient(api.client.app)
     for path in ("/admin", "/admin/model-calls", "/admin/system"):
         assert facilitator.get(path).status_code == 403, path
@@ -131,7 +123,7 @@ def test_the_administrator_manages_people_and_group_settings_not_content(api: Ap
             prompt_tokens=50,
             completion_tokens=12,
         )
-    admin = _browser(api, _admin_id(api))
+    admin = api.browser(_admin_id(api))[0]
     people = admin.get("/admin")
     assert people.status_code == 200
     html = unescape(people.text)
@@ -172,7 +164,7 @@ def test_the_llm_state_reads_as_the_page_says_it() -> None:
 def test_a_member_searches_the_memory_from_the_page(api: Api) -> None:
     circle = Circle.create(api)
     _session_with_plan(circle)
-    browser = _browser(api, circle.consultants[0][0])
+    browser = api.browser(circle.consultants[0][0])[0]
     page = browser.get(f"/groups/{circle.group_id}", params={"q": "déléguer le reporting"})
     assert page.status_code == 200
     html = unescape(page.text)

@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
-
 from tests.world import Api, Circle
-
-
-def _browser(api: Api, user_id: str) -> TestClient:
-    link = api.ok("POST", f"/api/v1/users/{user_id}/invitations", api.admin_token)
-    browser = TestClient(api.client.app)
-    browser.post(link["path"])
-    return browser
 
 
 def _room(circle: Circle, rest: str = "") -> str:
@@ -20,7 +11,7 @@ def _room(circle: Circle, rest: str = "") -> str:
 
 def test_an_outsider_gets_no_room_and_no_name(api: Api) -> None:
     circle = Circle.create(api, group_name="Cercle très discret")
-    outsider = _browser(api, circle.outsider[0])
+    outsider = api.browser(circle.outsider[0])[0]
     for rest in ("", "/panels/phase", "/panels/notes", "/panels/transcript", "/events"):
         page = outsider.get(_room(circle, rest))
         assert page.status_code == 404, rest
@@ -38,9 +29,9 @@ def test_the_room_follows_the_roles(api: Api) -> None:
         json={"body": "Tu pourrais confier le reporting à Zoé une semaine sur deux."},
     )
     circle.phase("consultation", "end")
-    consultant = _browser(api, circle.consultants[0][0])
-    client = _browser(api, circle.client[0])
-    facilitator = _browser(api, circle.facilitator[0])
+    consultant = api.browser(circle.consultants[0][0])[0]
+    client = api.browser(circle.client[0])[0]
+    facilitator = api.browser(circle.facilitator[0])[0]
 
     assert consultant.get(_room(circle, "/panels/synthesis")).status_code == 403
     assert consultant.get(_room(circle, "/panels/clarity")).status_code == 403
@@ -61,7 +52,7 @@ def test_the_room_follows_the_roles(api: Api) -> None:
 
 def test_the_room_speaks_the_group_language(api: Api) -> None:
     circle = Circle.create(api, language="en", group_name="Leaders circle")
-    consultant = _browser(api, circle.consultants[0][0])
+    consultant = api.browser(circle.consultants[0][0])[0]
     page = consultant.get(_room(circle))
     assert page.status_code == 200
     assert "Bérénice&#39;s session" in page.text

@@ -74,15 +74,6 @@ def test_wrong_and_expired_links_say_what_to_do(api: Api) -> None:
     assert "a expiré" in expired.text
 
 
-def _signed_in(api: Api, user_id: str) -> tuple[TestClient, str]:
-    link = api.ok("POST", f"/api/v1/users/{user_id}/invitations", api.admin_token)
-    browser = TestClient(api.client.app)
-    browser.post(link["path"])
-    page = browser.get("/")
-    csrf = page.text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
-    return browser, csrf
-
-
 def test_changes_by_cookie_need_the_csrf_token(api: Api) -> None:
     fac_id, _ = api.user("Faustine")
     group = api.ok(
@@ -91,7 +82,7 @@ def test_changes_by_cookie_need_the_csrf_token(api: Api) -> None:
         api.admin_token,
         json={"name": "Cercle", "language": "fr", "facilitator_ids": [fac_id]},
     )
-    browser, csrf = _signed_in(api, fac_id)
+    browser, csrf = api.browser(fac_id)
     path = f"/api/v1/groups/{group['id']}"
     change = {"keep_audio": True}
     refused = browser.patch(path, json=change)
@@ -105,7 +96,7 @@ def test_changes_by_cookie_need_the_csrf_token(api: Api) -> None:
 
 def test_sign_out_ends_the_cookie(api: Api) -> None:
     uid, _ = api.user("Kwame")
-    browser, csrf = _signed_in(api, uid)
+    browser, csrf = api.browser(uid)
     cookie = browser.cookies.get("companion_session")
     assert browser.post("/signout", data={"csrf_token": "nope"}).status_code == 403
     out = browser.post("/signout", data={"csrf_token": csrf})

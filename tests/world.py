@@ -77,6 +77,16 @@ class Api:
         assert res.status_code < 300, (res.status_code, res.text)
         return res.json() if res.content else None
 
+    def browser(self, user_id: str) -> tuple[TestClient, str]:
+        """A browser signed in as `user_id` by an invitation link, and its pages' CSRF token."""
+        link = self.ok("POST", f"{PREFIX}/users/{user_id}/invitations", self.admin_token)
+        browser = TestClient(self.client.app)
+        assert browser.post(link["path"], follow_redirects=False).status_code == 303
+        page = browser.get("/")
+        csrf = page.text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+        assert csrf
+        return browser, csrf
+
     def user(self, name: str) -> tuple[str, str]:
         body = self.ok("POST", f"{PREFIX}/users", self.admin_token, json={"name": name})
         self.tokens[body["id"]] = body["token"]
