@@ -52,7 +52,7 @@ def embedded(embed: Embed, texts: Sequence[str]) -> list[list[float]]:
         raise IdeasUnavailable(f"Ideas cannot be grouped right now: {exc}") from exc
 
 
-LABEL_WORDS = 3
+KEY_WORDS_PER_LABEL = 3
 KEPT_LABELS = (LabelSource.model, LabelSource.edited)  # not remade from key words
 
 _locks: dict[str, threading.Lock] = {}
@@ -272,7 +272,7 @@ def label_with_words(db: Session, keys: Keyring, session: CodevSession, language
         if theme.label_basis == fingerprint or theme.label_source in KEPT_LABELS:
             continue
         texts = [keys.open(session.group_id, i, "text") for i in members]
-        label = ", ".join(key_words(texts, language, LABEL_WORDS)) or texts[0][:40]
+        label = ", ".join(key_words(texts, language, KEY_WORDS_PER_LABEL)) or texts[0][:40]
         keys.seal(session.group_id, theme, "label", label)
         theme.label_source = LabelSource.words
         theme.label_basis = fingerprint

@@ -67,7 +67,7 @@ class Interrupted(Exception):
     """The worker is stopping: the job goes back to the queue."""
 
 
-class Superseded(Exception):
+class ClaimLost(Exception):
     """The claim was lost (the job was re-queued and taken by another worker)."""
 
 
@@ -311,7 +311,7 @@ def run_claimed(ctx: JobContext, job_id: str, attempt: int) -> None:
     except Interrupted:
         outcome = "interrupted"
         _requeue(ctx.sessions, job_id, attempt)
-    except Superseded:
+    except ClaimLost:
         outcome = "superseded"
     except JobFailed as exc:
         outcome = "failed" if _fail(ctx.sessions, job_id, attempt, str(exc), keep) else "superseded"
@@ -349,13 +349,13 @@ def _collect(
         if ctx.stopping.is_set():
             raise Interrupted()
         if beat.lost:
-            raise Superseded()
+            raise ClaimLost()
         segments.append(seg)
         if time.monotonic() - reported >= PROGRESS_EVERY_S:
             reported = time.monotonic()
             done = min(seg.end / seconds, 0.99) if seconds > 0 else 0.0
             if not _touch(ctx.sessions, job_id, attempt, progress=round(done, 4)):
-                raise Superseded()
+                raise ClaimLost()
     if ctx.stopping.is_set():
         raise Interrupted()
     return segments

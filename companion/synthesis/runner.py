@@ -229,7 +229,7 @@ class AssistRunner:
             return
         try:
             synthesis.make_draft(db, keys, gateway, group, session, found)
-        except synthesis.Superseded:
+        except synthesis.DraftSuperseded:
             log.info("Draft synthesis of session %s given up for newer ideas", session.id)
             self.poke(session.id)
         except ModelError as exc:  # stored by make_draft

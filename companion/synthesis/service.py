@@ -71,7 +71,7 @@ TEXT_FIELDS = (
     ("ModelQuestion", "text"),
     *(("ModelAction", f) for f in ("objective", "first_step", "resources", "indicator")),
 )
-LABEL_WORDS = 8
+LABEL_MAX_WORDS = 8
 PURPOSE = "synthesis.draft"
 # A draft is updated (compose_update) rather than made again when at most UPDATE_AT_MOST ideas
 # are new, at most UPDATE_SHARE of all lack a full run, and the last full run saw UPDATE_FROM
@@ -95,7 +95,7 @@ _started: dict[str, datetime] = {}  # session id -> when the run under way start
 _abandon: set[str] = set()  # runs under way to give up at their next chunk
 
 
-class Superseded(ModelError):
+class DraftSuperseded(ModelError):
     """A draft run given up: phase 4 has ended and ideas came after the run started, so a
     new run is wanted at once rather than after this one."""
 
@@ -362,7 +362,7 @@ def _check(
     labels = {}
     for item in answer.labels:
         words = item.label.split()
-        if item.theme in themes and 0 < len(words) <= LABEL_WORDS:
+        if item.theme in themes and 0 < len(words) <= LABEL_MAX_WORDS:
             labels[themes[item.theme]] = " ".join(words)
     questions: list[Question] = []
     for n, q in enumerate(answer.questions, start=1):
@@ -587,7 +587,7 @@ def make_draft(
     def progress(chunks: int) -> None:
         _written[session.id] = chunks
         if session.id in _abandon:
-            raise Superseded("Newer ideas came before the end of phase 4: drafting again.")
+            raise DraftSuperseded("Newer ideas came before the end of phase 4: drafting again.")
 
     previous = _ready_draft(db, keys, session, version)
     new = update_of(previous, found)
@@ -608,7 +608,7 @@ def make_draft(
         draft = draft.model_copy(
             update={"made_from": every, "full_from": full_from, "contract_id": found.contract_id}
         )
-    except Superseded:
+    except DraftSuperseded:
         raise  # nothing stored: the next run covers every idea
     except ModelError as exc:
         store(db, keys, session, found.basis, error=str(exc), version=version)
