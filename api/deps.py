@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session
 from api.state import AppState
 from companion.accounts import service as accounts
 from companion.accounts import signin
+from companion.assist.ideas.service import Embed
 from companion.errors import DomainError, Forbidden, NotFound
 from companion.groups import service as groups
 from companion.groups.schemas import Role
-from companion.ideas.service import Embed
 from companion.llm.gateway import LLMGateway
 from companion.sessions import service as sessions
 from companion.store.keyring import Keyring

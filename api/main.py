@@ -40,10 +40,10 @@ from api.web.routes import admin as admin_pages
 from api.web.routes import events, home, room, signin
 from api.web.routes import groups as group_pages
 from api.web.security import SecurityHeaders
+from companion.assist.synthesis.runner import AssistRunner
 from companion.config import Settings, get_settings
 from companion.runtime import open_store
 from companion.speech.queue import TranscriptionService
-from companion.synthesis.runner import AssistRunner
 
 API_PREFIX = "/api/v1"
 

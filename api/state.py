@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from companion.assist.ideas.service import Embed, IdeasUnavailable
 from companion.config import Settings
-from companion.ideas.service import Embed, IdeasUnavailable
 from companion.llm.errors import ModelUnavailable
 from companion.llm.gateway import LLMGateway
 from companion.llm.local import LocalServer, choose, engine_installed, resolve

@@ -14,10 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from companion.ideas.schemas import IdeasView, IdeaView, ThemeView
-from companion.ideas.split import split
+from companion.assist.ideas.schemas import IdeasView, IdeaView, ThemeView
+from companion.assist.ideas.split import split
+from companion.assist.synthesis import service as synthesis
 from companion.method.phases import Language
-from companion.synthesis import service as synthesis
 from tests.world import Api, Circle, wait_until
 
 DELEGATION = "Moi je confierais le tableau de bord mensuel à Anatole, pour commencer petit."

@@ -7,17 +7,17 @@ from datetime import date
 
 import pytest
 
-from companion.ideas.schemas import IdeaView, LabelSource, SourceKind, ThemeView
-from companion.method.phases import Language
-from companion.sessions.schemas import Person
-from companion.synthesis import export
-from companion.synthesis.schemas import (
+from companion.assist.ideas.schemas import IdeaView, LabelSource, SourceKind, ThemeView
+from companion.assist.synthesis import export
+from companion.assist.synthesis.schemas import (
     DraftAction,
     DraftStatus,
     Question,
     RelevantIdea,
     SynthesisView,
 )
+from companion.method.phases import Language
+from companion.sessions.schemas import Person
 
 CONTRACT = "Comment déléguer le suivi de l’équipe sans tout contrôler ?"
 OBJECTIVE = "Confier la revue hebdomadaire à Chloé | sans la relire"

@@ -18,9 +18,9 @@ from api.deps import (
     SessionFacilitator,
     SessionMember,
 )
-from companion.ideas import corrections, service
-from companion.ideas.schemas import IdeaMove, IdeasView, ThemeMerge, ThemeRename
-from companion.ideas.service import Embed
+from companion.assist.ideas import corrections, service
+from companion.assist.ideas.schemas import IdeaMove, IdeasView, ThemeMerge, ThemeRename
+from companion.assist.ideas.service import Embed
 from companion.method.phases import Language, Phase
 from companion.store.keyring import Keyring
 

@@ -17,14 +17,14 @@ from sqlalchemy.orm import Session
 
 from api.deps import DbSession, KeysDep, SessionClient, app_state
 from api.state import AppState
-from companion.ideas import service as ideas
+from companion.assist.ideas import service as ideas
+from companion.assist.synthesis import export
+from companion.assist.synthesis import service as synthesis
+from companion.assist.synthesis.schemas import SynthesisView
 from companion.llm.errors import ModelError
 from companion.method.phases import Language
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Group
-from companion.synthesis import export
-from companion.synthesis import service as synthesis
-from companion.synthesis.schemas import SynthesisView
 
 router = APIRouter(prefix="/groups/{group_id}/sessions/{session_id}", tags=["assistance"])
 

@@ -34,9 +34,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.main import create_app
+from companion.assist.ideas import grouping
+from companion.assist.ideas.split import split
 from companion.config import Settings
-from companion.ideas import grouping
-from companion.ideas.split import split
 from companion.memory.embeddings import make_embedder
 from companion.method.phases import Language
 from companion.store.models import ModelCall

@@ -30,13 +30,13 @@ from api.routes import synthesis as synthesis_routes
 from api.web.deps import Viewer
 from api.web.render import render
 from companion.assist import debrief
+from companion.assist.synthesis.schemas import SynthesisView
 from companion.errors import Conflict, NotFound
 from companion.method.phases import Language, Phase
 from companion.sessions import content
 from companion.sessions import service as sessions
 from companion.sessions.schemas import SessionView
 from companion.speech import jobs
-from companion.synthesis.schemas import SynthesisView
 
 router = APIRouter(include_in_schema=False)
 

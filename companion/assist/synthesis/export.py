@@ -25,10 +25,10 @@ from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 from fpdf.fonts import TTFFont
 
-from companion.ideas.schemas import IdeaView
+from companion.assist.ideas.schemas import IdeaView
+from companion.assist.synthesis.schemas import DraftAction, DraftStatus, SynthesisView
 from companion.method.phases import Language
 from companion.prompts import data
-from companion.synthesis.schemas import DraftAction, DraftStatus, SynthesisView
 
 # ---------------------------------------------------------------------------------------------
 # Wording

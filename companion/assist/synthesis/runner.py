@@ -24,17 +24,17 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from companion.assist import service as assist
+from companion.assist.ideas import service as ideas
+from companion.assist.synthesis import service as synthesis
+from companion.assist.synthesis.schemas import DraftStatus
 from companion.config import Settings
 from companion.errors import DomainError
-from companion.ideas import service as ideas
 from companion.llm.errors import ModelError
 from companion.llm.gateway import LLMGateway
 from companion.method.phases import Language, Phase
 from companion.sessions.service import ClosedSession, require_open
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Group, PhaseRun, utcnow
-from companion.synthesis import service as synthesis
-from companion.synthesis.schemas import DraftStatus
 from companion.vault import MasterKey
 
 log = logging.getLogger(__name__)

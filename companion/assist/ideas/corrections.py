@@ -14,10 +14,10 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from companion.assist.ideas import service
+from companion.assist.ideas.schemas import LabelSource
 from companion.audit import service as audit
 from companion.errors import Invalid, NotFound
-from companion.ideas import service
-from companion.ideas.schemas import LabelSource
 from companion.memory.schemas import MemoryKind
 from companion.method.phases import Language
 from companion.sessions.service import require_open

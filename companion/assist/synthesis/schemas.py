@@ -5,7 +5,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from companion.ideas.schemas import ThemeView
+from companion.assist.ideas.schemas import ThemeView
 
 
 class DraftStatus(StrEnum):

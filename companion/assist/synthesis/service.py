@@ -31,10 +31,18 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from companion.assist.ideas import service as ideas
+from companion.assist.ideas.grouping import unit
+from companion.assist.ideas.schemas import IdeasView, IdeaView, ThemeView
+from companion.assist.synthesis.schemas import (
+    DraftAction,
+    DraftStatus,
+    Question,
+    RelevantIdea,
+    SynthesisView,
+    ThemeRelevance,
+)
 from companion.errors import Conflict
-from companion.ideas import service as ideas
-from companion.ideas.grouping import unit
-from companion.ideas.schemas import IdeasView, IdeaView, ThemeView
 from companion.llm.errors import ModelError, ModelOutputInvalid
 from companion.llm.gateway import GroupRef, LLMGateway, Message, Progress, narrowed
 from companion.method.phases import Language, Phase
@@ -49,14 +57,6 @@ from companion.store.models import (
     TranscriptSegment,
     new_id,
     utcnow,
-)
-from companion.synthesis.schemas import (
-    DraftAction,
-    DraftStatus,
-    Question,
-    RelevantIdea,
-    SynthesisView,
-    ThemeRelevance,
 )
 
 MOST_RELEVANT = 3

@@ -21,10 +21,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from companion.assist.contract import key_words
+from companion.assist.ideas import grouping
+from companion.assist.ideas.schemas import IdeasView, IdeaView, LabelSource, SourceKind, ThemeView
+from companion.assist.ideas.split import split
 from companion.errors import Conflict, DomainError
-from companion.ideas import grouping
-from companion.ideas.schemas import IdeasView, IdeaView, LabelSource, SourceKind, ThemeView
-from companion.ideas.split import split
 from companion.memory.embeddings import EmbedderUnavailable
 from companion.memory.schemas import MemoryKind
 from companion.method.phases import Language, Phase
