@@ -5,7 +5,7 @@ Rand index about 0.1 on labelled consultations), so the facilitator fixes the th
 phase 4 on, until the session closes. Later ideas follow the corrections with no rule of their
 own: the grouping places a new idea by the stored ideas of each theme, wherever they now are.
 Ideas keep their ids, refs and texts; a theme left empty is deleted; a person's label is never
-replaced (companion/ideas/service.py). The caller holds `service.session_lock`, has refreshed
+replaced (companion/assist/ideas/service.py). The caller holds `service.session_lock`, has refreshed
 the ideas under it, and commits under it, so a background refresh cannot interleave.
 """
 

@@ -2,10 +2,10 @@
 
 `refresh` is incremental and idempotent: it reads the phase's notes and transcript segments,
 cuts the turns it has not seen (or that were corrected) into ideas, embeds only those, and
-places them into the themes (companion/ideas/grouping.py). What the client says is left out:
+places them into the themes (companion/assist/ideas/grouping.py). What the client says is left out:
 in phase 4 the client listens. Ideas, their vectors and theme labels are sealed with the
 group's key; a theme's label is remade only when its ideas changed, and never once a person
-named it. The facilitator's corrections are in companion/ideas/corrections.py.
+named it. The facilitator's corrections are in companion/assist/ideas/corrections.py.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 - The model's part (theme labels, questions to ponder, a draft action plan of 2-4 actions)
   cites ideas by reference; a citation of anything not in the list is dropped, a statement left
   citing nothing is a problem, and problems are sent back once. It is made while phase 4 runs
-  (companion/synthesis/runner.py) and stored sealed with the `basis` it was made from, so when
+  (companion/assist/synthesis/runner.py) and stored sealed with the `basis` it was made from, so when
   the phase ends the draft is usually already there.
 - The prompt is append-only (instructions, contract, then ideas in the order they came, the
   task last), so the model server's prefix cache makes each new run pay for new ideas only.
