@@ -221,7 +221,9 @@ def test_an_executor_without_a_draft_makes_no_provisional_text(client, settings,
 
     client.app.state.transcription.transcriber = Plain()
     assert live.drafter(Plain()) is None
-    assert isinstance(live.drafter(ConfiguredWhisper(settings)), live.GreedyWhisper)
+    greedy = live.drafter(ConfiguredWhisper(settings))
+    assert isinstance(greedy, ConfiguredWhisper)
+    assert greedy.greedy
     with client.websocket_connect(_url(circle)) as ws:
         job_id = _start(ws, circle.client[1])["job_id"]
         ws.send_bytes(pcm(2.0))

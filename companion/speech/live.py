@@ -11,7 +11,7 @@ instead, `jobs.recover` closes the job and keeps what was stored.
 Provisional text. A word becomes final a window to a hold after it was said (20 s then 4 s by
 default); meanwhile, every DRAFT_EVERY_S of new audio, a draft pass transcribes the audio not
 final yet (at most a window of it) with greedy decoding (beam 1, one temperature, no
-timestamps: `GreedyWhisper`, the same loaded model) and stores its text on the job, sealed
+timestamps: `WhisperTranscriber(greedy=True)`, the same loaded model) and stores its text on the job, sealed
 with the group's key (`provisional_sealed`, `provisional_at`), so every page of the room reads
 it from the database (the transcript's `provisional`), whichever process serves it. It is
 cleared when segments become final (they replace it; a draft of what is left follows at once)
@@ -42,10 +42,9 @@ import threading
 import time
 import wave
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 from sqlalchemy import select
@@ -57,18 +56,14 @@ from companion.errors import DomainError
 from companion.method.phases import Phase
 from companion.sessions.service import require_running
 from companion.speech import audio, jobs
-from companion.speech.model import ModelSpec, resolve
 from companion.speech.schemas import JobStatus
 from companion.speech.stitch import Draft, Stitcher
 from companion.speech.stream import RATE, Decoder, StreamBroken
 from companion.speech.transcriber import (
-    AudioUndecodable,
     ConfiguredWhisper,
     Segment,
     Transcriber,
     WhisperTranscriber,
-    _load,
-    drop_loops,
 )
 from companion.store import outbox as memory
 from companion.store.keyring import Keyring
@@ -114,51 +109,13 @@ class _Finals:
 FINALS = _Finals()
 
 
-class GreedyWhisper:
-    """The draft executor: the passes' Whisper, already loaded, decoding greedily (beam 1,
-    one temperature, no fallback, no timestamps) with the same guards, VAD and language."""
-
-    def __init__(self, spec: ModelSpec | Callable[[], ModelSpec]) -> None:
-        self._spec = spec
-        self.name = "greedy"
-
-    def spec(self) -> ModelSpec:
-        if callable(self._spec):
-            self._spec = self._spec()
-        return self._spec
-
-    def transcribe(
-        self, audio: str | BinaryIO, language: str, *, words: bool = False
-    ) -> Iterator[Segment]:
-        model = _load(self.spec())  # the passes' model: its load key ignores the beam
-        try:
-            raw, _info = model.transcribe(  # type: ignore[attr-defined]
-                audio,
-                language=language,
-                task="transcribe",
-                beam_size=1,
-                temperature=0.0,
-                compression_ratio_threshold=2.4,
-                log_prob_threshold=-1.0,
-                no_speech_threshold=0.6,
-                condition_on_previous_text=False,
-                vad_filter=True,
-                without_timestamps=True,
-            )
-        except Exception as exc:
-            raise AudioUndecodable(f"The audio could not be decoded ({exc}).") from exc
-        texts = (Segment(float(s.start), float(s.end), s.text.strip()) for s in raw)
-        yield from drop_loops(s for s in texts if s.text)
-
-
 def drafter(transcriber: Transcriber) -> Transcriber | None:
     """The executor of the draft passes for the passes' one: greedy Whisper for Whisper, a
     stand-in's own `draft` when it has one, else none (no provisional text)."""
     if isinstance(transcriber, WhisperTranscriber):
-        return GreedyWhisper(transcriber.spec)
+        return WhisperTranscriber(transcriber.spec, greedy=True)
     if isinstance(transcriber, ConfiguredWhisper):
-        settings = transcriber.settings
-        return GreedyWhisper(lambda: resolve(settings))
+        return ConfiguredWhisper(transcriber.settings, greedy=True)
     draft = getattr(transcriber, "draft", None)
     return draft if draft is not None and hasattr(draft, "transcribe") else None
 

@@ -105,11 +105,32 @@ def _load(spec: ModelSpec) -> object:
 
 
 class WhisperTranscriber:
-    """faster-whisper over a local CTranslate2 model; safe to share between worker threads."""
+    """faster-whisper over a local CTranslate2 model; safe to share between worker threads.
 
-    def __init__(self, spec: ModelSpec) -> None:
+    `greedy` decodes for the live drafts (provisional text): beam 1, one temperature, no
+    timestamps, the same loaded model (its load key ignores the decoding), guards and VAD."""
+
+    def __init__(self, spec: ModelSpec, *, greedy: bool = False) -> None:
         self.spec = spec
-        self.name = spec.name
+        self.greedy = greedy
+        self.name = f"{spec.name} (greedy)" if greedy else spec.name
+
+    def _decoding(self, words: bool) -> dict[str, object]:
+        if self.greedy:
+            return {
+                "beam_size": 1,
+                "temperature": 0.0,
+                "condition_on_previous_text": False,
+                "without_timestamps": True,
+            }
+        return {
+            "beam_size": self.spec.beam_size,
+            # The guards: a window whose text compresses too well (a loop) or that is probably
+            # not speech is decoded again at a higher temperature or dropped.
+            "temperature": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+            "condition_on_previous_text": True,
+            "word_timestamps": words,
+        }
 
     def transcribe(
         self, audio: str | BinaryIO, language: str, *, words: bool = False
@@ -120,16 +141,11 @@ class WhisperTranscriber:
                 audio,
                 language=language,
                 task="transcribe",
-                beam_size=self.spec.beam_size,
-                # The guards: a window whose text compresses too well (a loop) or that is
-                # probably not speech is decoded again at a higher temperature or dropped.
-                temperature=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
                 compression_ratio_threshold=2.4,
                 log_prob_threshold=-1.0,
                 no_speech_threshold=0.6,
-                condition_on_previous_text=True,
                 vad_filter=True,
-                word_timestamps=words,
+                **self._decoding(words),
             )
         except Exception as exc:  # decoding starts here: av raises on what it cannot read
             raise AudioUndecodable(f"The recording could not be decoded ({exc}).") from exc
@@ -149,8 +165,9 @@ class ConfiguredWhisper:
     """The transcriber the settings name, resolved (and the bundled model assembled) on first
     use, so that starting the service costs nothing."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, greedy: bool = False) -> None:
         self.settings = settings
+        self.greedy = greedy
         self.name = str(settings.speech_model_dir or "whisper-base (bundled)")
         self._inner: WhisperTranscriber | None = None
         self._lock = threading.Lock()
@@ -160,5 +177,5 @@ class ConfiguredWhisper:
     ) -> Iterator[Segment]:
         with self._lock:
             if self._inner is None:
-                self._inner = WhisperTranscriber(resolve(self.settings))
+                self._inner = WhisperTranscriber(resolve(self.settings), greedy=self.greedy)
         return self._inner.transcribe(audio, language, words=words)

@@ -52,10 +52,15 @@ def _page(
     request: Request,
     template: str,
     db: DbSession,
+    keys: KeysDep,
     ctx: SessionContext,
-    view: SessionView,
+    *,
+    view: SessionView | None = None,
     **values: object,
 ) -> Response:
+    """A room template with the session's view (`s`), its group, the caller's role and the
+    room's path; a panel that already read the view passes it."""
+    view = view or sessions.view(db, keys, ctx.group, ctx.session)
     return render(
         request,
         template,
@@ -77,14 +82,12 @@ def _reached(view: SessionView, phase: Phase) -> bool:
 def room(
     ctx: SessionMember, _viewer: Viewer, request: Request, db: DbSession, keys: KeysDep
 ) -> Response:
-    view = sessions.view(db, keys, ctx.group, ctx.session)
-    return _page(request, "pages/room.html", db, ctx, view)
+    return _page(request, "pages/room.html", db, keys, ctx)
 
 
 @router.get(ROOM + "/panels/phase", response_class=HTMLResponse)
 def phase_panel(ctx: SessionMember, request: Request, db: DbSession, keys: KeysDep) -> Response:
-    view = sessions.view(db, keys, ctx.group, ctx.session)
-    return _page(request, "partials/room_phase.html", db, ctx, view)
+    return _page(request, "partials/room_phase.html", db, keys, ctx)
 
 
 @router.get(ROOM + "/panels/work", response_class=HTMLResponse)
@@ -95,7 +98,14 @@ def work_panel(ctx: SessionMember, request: Request, db: DbSession, keys: KeysDe
     # The client's draft shows the moment the consultation ends, before phase 5 starts.
     consulted = any(p.phase is Phase.consultation and p.status == "done" for p in view.phases)
     return _page(
-        request, "partials/room_work.html", db, ctx, view, reached=reached, consulted=consulted
+        request,
+        "partials/room_work.html",
+        db,
+        keys,
+        ctx,
+        view=view,
+        reached=reached,
+        consulted=consulted,
     )
 
 
@@ -103,9 +113,8 @@ def work_panel(ctx: SessionMember, request: Request, db: DbSession, keys: KeysDe
 def transcript_panel(
     ctx: SessionMember, request: Request, db: DbSession, keys: KeysDep
 ) -> Response:
-    view = sessions.view(db, keys, ctx.group, ctx.session)
     found = jobs.transcript(db, keys, ctx.session, None)
-    return _page(request, "partials/room_transcript.html", db, ctx, view, transcript=found)
+    return _page(request, "partials/room_transcript.html", db, keys, ctx, transcript=found)
 
 
 @router.get(ROOM + "/panels/notes", response_class=HTMLResponse)
@@ -113,7 +122,7 @@ def notes_panel(ctx: SessionMember, request: Request, db: DbSession, keys: KeysD
     view = sessions.view(db, keys, ctx.group, ctx.session)
     running = view.current_phase.phase if view.current_phase else None
     notes = content.notes(db, keys, ctx.session, running) if running else []
-    return _page(request, "partials/room_notes.html", db, ctx, view, notes=notes)
+    return _page(request, "partials/room_notes.html", db, keys, ctx, view=view, notes=notes)
 
 
 @router.get(ROOM + "/panels/clarity", response_class=HTMLResponse)
@@ -125,52 +134,47 @@ def clarity_panel(
     background: BackgroundTasks,
     part: Literal["all", "alerts"] = "all",
 ) -> Response:
-    view = sessions.view(db, keys, ctx.group, ctx.session)
     clarity = assist_routes.clarity_prompts(ctx, db, keys, request, background)
-    return _page(request, "partials/room_clarity.html", db, ctx, view, clarity=clarity, part=part)
+    return _page(request, "partials/room_clarity.html", db, keys, ctx, clarity=clarity, part=part)
 
 
 @router.get(ROOM + "/panels/contract", response_class=HTMLResponse)
 def contract_panel(ctx: SessionMember, request: Request, db: DbSession, keys: KeysDep) -> Response:
-    view = sessions.view(db, keys, ctx.group, ctx.session)
     try:
         confirmed = content.contract(db, keys, ctx.session)
     except NotFound:  # not confirmed yet
         confirmed = None
-    return _page(request, "partials/room_contract.html", db, ctx, view, contract=confirmed)
+    return _page(request, "partials/room_contract.html", db, keys, ctx, contract=confirmed)
 
 
 @router.get(ROOM + "/panels/ideas", response_class=HTMLResponse)
 def ideas_panel(
     ctx: SessionMember, request: Request, db: DbSession, keys: KeysDep, embed: EmbedDep
 ) -> Response:
-    view = sessions.view(db, keys, ctx.group, ctx.session)
     try:
         found = ideas_routes.ideas(ctx, db, keys, embed)
     except Conflict:
         found = None
-    return _page(request, "partials/room_ideas.html", db, ctx, view, ideas=found)
+    return _page(request, "partials/room_ideas.html", db, keys, ctx, ideas=found)
 
 
 @router.get(ROOM + "/panels/synthesis", response_class=HTMLResponse)
 def synthesis_panel(ctx: SessionClient, request: Request, db: DbSession, keys: KeysDep) -> Response:
     """The client's draft: the outline at once, the model's part when made."""
-    view = sessions.view(db, keys, ctx.group, ctx.session)
     draft: SynthesisView | None = None
     why: str | None = None
     try:
         draft = synthesis_routes.read_synthesis(ctx, request, db, keys)
     except Conflict as exc:
         why = str(exc)
-    return _page(request, "partials/room_synthesis.html", db, ctx, view, draft=draft, why=why)
+    return _page(request, "partials/room_synthesis.html", db, keys, ctx, draft=draft, why=why)
 
 
 @router.get(ROOM + "/panels/plan", response_class=HTMLResponse)
 def plan_panel(ctx: SessionMember, request: Request, db: DbSession, keys: KeysDep) -> Response:
     """The action plan as confirmed so far (everyone in the group sees it, as in the API)."""
-    view = sessions.view(db, keys, ctx.group, ctx.session)
     plan = content.action_plan(db, keys, ctx.session)
-    return _page(request, "partials/room_plan.html", db, ctx, view, plan=plan)
+    return _page(request, "partials/room_plan.html", db, keys, ctx, plan=plan)
 
 
 @router.get(ROOM + "/panels/learnings", response_class=HTMLResponse)
@@ -181,7 +185,6 @@ def learnings_panel(
     keys: KeysDep,
     part: Literal["form", "view"] = "view",
 ) -> Response:
-    view = sessions.view(db, keys, ctx.group, ctx.session)
     role = _role(db, ctx)
     questions = debrief.questions(Language(ctx.group.language), role)
     found = content.learnings(db, keys, ctx.session)
@@ -191,8 +194,8 @@ def learnings_panel(
         request,
         "partials/room_learnings.html",
         db,
+        keys,
         ctx,
-        view,
         questions=questions,
         learnings=found,
         mine=mine,
