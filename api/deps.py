@@ -85,33 +85,41 @@ def web_session(request: Request, db: Session) -> WebSession | None:
     return row
 
 
-def current_user(
-    request: Request,
-    db: DbSession,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> User:
-    """The caller, by bearer token (the API) or by the web app's session cookie. A change made
-    with the cookie must carry the session's CSRF token, which another site cannot read."""
-    if credentials is not None:
-        user = accounts.authenticate(db, credentials.credentials)
-        if user is None:
-            raise Unauthenticated("This token is unknown or revoked.")
-        return user
-    row = web_session(request, db)
+def token_user(db: Session, token: str) -> User:
+    """The owner of an API token."""
+    user = accounts.authenticate(db, token)
+    if user is None:
+        raise Unauthenticated("This token is unknown or revoked.")
+    return user
+
+
+def cookie_user(db: Session, row: WebSession | None, csrf: str | None, *, change: bool) -> User:
+    """The person signed in by a browser session; a change must carry its CSRF token, which
+    another site cannot read."""
     if row is None:
-        if request.cookies.get(SESSION_COOKIE):
-            raise Unauthenticated(
-                "Your sign-in has expired or was closed: open a new invitation link."
-            )
-        raise Unauthenticated("Send your token as 'Authorization: Bearer <token>'.")
-    if request.method not in SAFE_METHODS and not signin.csrf_matches(
-        row, request.headers.get(CSRF_HEADER)
-    ):
+        raise Unauthenticated("Your sign-in has expired or was closed: open a new invitation link.")
+    if change and not signin.csrf_matches(row, csrf):
         raise Forbidden("This change lacks the page's CSRF token: reload the page and try again.")
     user = db.get(User, row.user_id)
     if user is None:
         raise Unauthenticated("This account no longer exists.")
     return user
+
+
+def current_user(
+    request: Request,
+    db: DbSession,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    """The caller, by bearer token (the API) or by the web app's session cookie."""
+    if credentials is not None:
+        return token_user(db, credentials.credentials)
+    if not request.cookies.get(SESSION_COOKIE):
+        raise Unauthenticated("Send your token as 'Authorization: Bearer <token>'.")
+    change = request.method not in SAFE_METHODS
+    return cookie_user(
+        db, web_session(request, db), request.headers.get(CSRF_HEADER), change=change
+    )
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

@@ -65,10 +65,11 @@ from api.deps import (
     Need,
     SessionAccess,
     Unauthenticated,
+    cookie_user,
+    token_user,
 )
 from api.routes.transcripts import get_speech
 from api.state import AppState
-from companion.accounts import service as accounts
 from companion.accounts import signin
 from companion.config import Settings
 from companion.errors import Conflict, DomainError, Forbidden, NotFound
@@ -184,21 +185,15 @@ def _same_origin(origin: str | None, host: str | None, settings: Settings) -> No
 
 
 def _user(db: Session, start: _Start, settings: Settings) -> User:
-    """The caller: by token (the API) or by the browser's session cookie and CSRF token."""
-    if start.token is not None:
-        user = accounts.authenticate(db, start.token)
-        if user is None:
-            raise Refused(POLICY, "This token is unknown or revoked.")
-        return user
-    row = signin.session_of(db, start.cookie, timedelta(days=settings.web_session_days))
-    if row is None:
-        raise Refused(POLICY, "Your sign-in has expired or was closed: open a new invitation link.")
-    if not signin.csrf_matches(row, start.csrf):
-        raise Refused(POLICY, "This stream lacks the page's CSRF token: reload the page and retry.")
-    found = db.get(User, row.user_id)
-    if found is None:
-        raise Refused(POLICY, "This account no longer exists.")
-    return found
+    """The caller: by token (the API) or by the browser's session cookie and CSRF token, with
+    the same checks as an HTTP request."""
+    try:
+        if start.token is not None:
+            return token_user(db, start.token)
+        row = signin.session_of(db, start.cookie, timedelta(days=settings.web_session_days))
+        return cookie_user(db, row, start.csrf, change=True)
+    except (Unauthenticated, Forbidden) as exc:
+        raise Refused(POLICY, str(exc)) from exc
 
 
 def _open(
