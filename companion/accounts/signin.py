@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TypeVar
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -62,6 +63,18 @@ def _split(token: str) -> tuple[str, str] | None:
     return row_id, secret
 
 
+Secret = TypeVar("Secret", Invitation, WebSession)
+
+
+def _behind(db: Session, model: type[Secret], token: str) -> Secret | None:
+    """The row a link or cookie `<id>_<secret>` names, if its secret matches."""
+    parts = _split(token)
+    row = db.get(model, parts[0]) if parts else None
+    if row is None or parts is None or not hmac.compare_digest(row.secret_hash, _digest(parts[1])):
+        return None
+    return row
+
+
 def invite(
     db: Session, user: User | None, *, created_by: str | None, valid_for: timedelta
 ) -> Issued:
@@ -82,9 +95,8 @@ def invite(
 
 def peek(db: Session, token: str) -> Invitation:
     """The invitation behind a link, still usable, without using it (the page before the click)."""
-    parts = _split(token)
-    row = db.get(Invitation, parts[0]) if parts else None
-    if row is None or parts is None or not hmac.compare_digest(row.secret_hash, _digest(parts[1])):
+    row = _behind(db, Invitation, token)
+    if row is None:
         raise LinkRefused(LinkProblem.unknown)
     if row.used_at is not None:
         raise LinkRefused(LinkProblem.used)
@@ -143,12 +155,9 @@ def open_session(db: Session, user: User, valid_for: timedelta) -> Opened:
 
 def session_of(db: Session, cookie: str, valid_for: timedelta) -> WebSession | None:
     """The live session behind a cookie; each use moves its expiry on (an idle limit)."""
-    parts = _split(cookie)
-    row = db.get(WebSession, parts[0]) if parts else None
-    if row is None or parts is None or not hmac.compare_digest(row.secret_hash, _digest(parts[1])):
-        return None
+    row = _behind(db, WebSession, cookie)
     now = utcnow()
-    if row.revoked_at is not None or row.expires_at <= now:
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
         return None
     if now - row.seen_at > timedelta(minutes=5):  # not a write on every request
         row.seen_at = now
@@ -160,15 +169,5 @@ def csrf_matches(row: WebSession, sent: str | None) -> bool:
     return sent is not None and hmac.compare_digest(row.csrf, sent)
 
 
-def close_session(db: Session, row: WebSession) -> None:
+def close_session(row: WebSession) -> None:
     row.revoked_at = utcnow()
-
-
-def close_all(db: Session, user: User) -> int:
-    """Sign a person out everywhere."""
-    rows = db.scalars(
-        select(WebSession).where(WebSession.user_id == user.id, WebSession.revoked_at.is_(None))
-    ).all()
-    for row in rows:
-        row.revoked_at = utcnow()
-    return len(rows)

@@ -90,7 +90,7 @@ def signout(csrf_token: Annotated[str, Form()], request: Request, db: DbSession)
     if row is not None:
         if not signin.csrf_matches(row, csrf_token):
             raise Forbidden("This sign-out lacks the page's CSRF token: reload the page.")
-        signin.close_session(db, row)
+        signin.close_session(row)
     request.state.web_session, request.state.csrf = None, ""
     response = render(request, "pages/signed_out.html")
     response.delete_cookie(SESSION_COOKIE, path="/")
