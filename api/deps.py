@@ -20,11 +20,15 @@ from api.state import AppState
 from companion.accounts import service as accounts
 from companion.accounts import signin
 from companion.assist.ideas.service import Embed
+from companion.assist.synthesis.runner import AssistRunner
 from companion.errors import DomainError, Forbidden, NotFound
 from companion.groups import service as groups
 from companion.groups.schemas import Role
 from companion.llm.gateway import LLMGateway
+from companion.memory.chroma import MemoryUnavailable
+from companion.memory.service import Memory
 from companion.sessions import service as sessions
+from companion.speech.queue import TranscriptionService
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Group, User, WebSession
 
@@ -36,6 +40,39 @@ class Unauthenticated(DomainError):
 def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.companion
     return state
+
+
+# What the application's lifespan made (api/main.py); routes take them as dependencies so
+# that none reaches into request.app.state itself.
+AppStateDep = Annotated[AppState, Depends(app_state)]
+
+
+def get_assist(request: Request) -> AssistRunner:
+    assist: AssistRunner = request.app.state.assist
+    return assist
+
+
+AssistDep = Annotated[AssistRunner, Depends(get_assist)]
+
+
+def get_speech(request: Request) -> TranscriptionService:
+    speech: TranscriptionService = request.app.state.transcription
+    return speech
+
+
+SpeechDep = Annotated[TranscriptionService, Depends(get_speech)]
+
+
+def get_memory(request: Request) -> Memory:
+    memory: Memory | None = getattr(request.app.state, "memory", None)
+    if memory is None:
+        if not app_state(request).settings.memory_enabled:
+            raise MemoryUnavailable("The group memory is turned off (COMPANION_MEMORY_ENABLED).")
+        raise MemoryUnavailable("The group memory is not running; retry in a moment.")
+    return memory
+
+
+MemoryDep = Annotated[Memory, Depends(get_memory)]
 
 
 def get_db(request: Request) -> Iterator[Session]:

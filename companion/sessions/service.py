@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -61,6 +62,26 @@ def get_session(db: Session, group: Group, session_id: str, *, lock: bool = Fals
     if session is None or session.group_id != group.id:
         raise NotFound(f"No session with id {session_id} in this group.")
     return session
+
+
+class _InSession(Protocol):
+    @property
+    def session_id(self) -> str: ...
+
+
+Row = TypeVar("Row", bound=_InSession)
+
+
+def get_in_session(
+    db: Session, model: type[Row], row_id: str, session: CodevSession, *, missing: str
+) -> Row:
+    """The row of `model` with this id if it belongs to this session; otherwise NotFound with
+    `missing` (which says how to find the right id), so ids of another session read as unknown.
+    """
+    row = db.get(model, row_id)
+    if row is None or row.session_id != session.id:
+        raise NotFound(missing)
+    return row
 
 
 def participants(db: Session, session: CodevSession) -> dict[str, str]:
