@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.requests import HTTPConnection
 
 from api.state import AppState
 from companion.accounts import service as accounts
@@ -37,7 +38,7 @@ class Unauthenticated(DomainError):
     status = 401
 
 
-def app_state(request: Request) -> AppState:
+def app_state(request: HTTPConnection) -> AppState:
     state: AppState = request.app.state.companion
     return state
 
@@ -55,7 +56,7 @@ def get_assist(request: Request) -> AssistRunner:
 AssistDep = Annotated[AssistRunner, Depends(get_assist)]
 
 
-def get_speech(request: Request) -> TranscriptionService:
+def get_speech(request: HTTPConnection) -> TranscriptionService:
     speech: TranscriptionService = request.app.state.transcription
     return speech
 

@@ -29,6 +29,7 @@ from api.routes import (
     model_calls,
     notes,
     phases,
+    queue,
     sessions,
     synthesis,
     transcripts,
@@ -42,6 +43,7 @@ from api.web.routes import groups as group_pages
 from api.web.security import SecurityHeaders
 from companion.assist.synthesis.runner import AssistRunner
 from companion.config import Settings, get_settings
+from companion.memory.service import Memory
 from companion.runtime import open_store
 from companion.speech.queue import TranscriptionService
 
@@ -80,6 +82,7 @@ ROUTERS = (
     ideas.router,
     synthesis.router,
     live.router,
+    queue.router,
 )
 
 
@@ -91,6 +94,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = open_store(settings)
         state = AppState(settings, store.engine, store.sessions, store.master)
         app.state.companion = state
+        # Indexes what each commit put in the outbox; off, its routes answer 503 (api.deps).
+        memory = Memory(settings, store.sessions, store.master) if settings.memory_enabled else None
+        if memory is not None:
+            memory.install()
+        app.state.memory = memory
         if settings.llm_local_preload:
             state.preload()
         speech = TranscriptionService(settings, store.sessions, store.master)
@@ -99,15 +107,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         assist = AssistRunner(
             settings,
             store.sessions,
-            store.master,
-            state.embed,
-            state.llm,
-            state.model_configured,
+            master=store.master,
+            embed=state.embed,
+            llm=state.llm,
+            model_configured=state.model_configured,
         )
         app.state.assist = assist
         if settings.assist_background:
             assist.start()
-        yield
+        try:
+            yield
+        finally:
+            app.state.memory = None  # requests still running get a 503, not a closed store
+            if memory is not None:
+                memory.close()
         assist.stop()
         speech.close()
         state.close()  # ends a model call the runner may be waiting on

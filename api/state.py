@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from companion.assist.ideas.service import Embed, IdeasUnavailable
@@ -109,6 +110,20 @@ class AppState:
         thread = threading.Thread(target=warm, name="llm-preload", daemon=True)
         thread.start()
         return thread
+
+    def readiness(self) -> dict[str, Any]:
+        """The database answers and the master key is loaded; the model's state is only told."""
+        checks: dict[str, Any] = {"master_key": "loaded" if self.master else "missing"}
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        ready = checks == {"master_key": "loaded", "database": "ok"}
+        # The model is optional for readiness: the frame works without it.
+        checks["llm"] = self.llm_state()
+        return {"ready": ready, **checks}
 
     def llm_state(self) -> str:
         """For /readyz; the model never fails readiness (the frame works without it)."""

@@ -176,7 +176,7 @@ def run(n: int, texts: list[str], embedder: Embedder, *, sealed: bool) -> dict[s
                 for i in range(200):
                     q = QUERIES[i % len(QUERIES)] + ("" if i < len(QUERIES) else f" ({i})")
                     t0 = time.perf_counter()
-                    result = memory.search(db, keys, group_id, q, limit=10)
+                    result = memory.search(db, keys, group_id=group_id, query=q, limit=10)
                     latencies.append(time.perf_counter() - t0)
                     assert len(result.hits) == 10
         finally:

@@ -1,8 +1,12 @@
-"""Validated text types shared by every request: trimmed, non-empty, bounded, printable."""
+"""Validated text types shared by every request (trimmed, non-empty, bounded, printable), and
+the word helpers the assistance features share."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections import Counter
+from collections.abc import Collection, Sequence
 from contextvars import ContextVar
 from typing import Annotated
 
@@ -52,3 +56,38 @@ LongText = Annotated[
     AfterValidator(_within_limit),
     AfterValidator(_printable),
 ]
+
+
+# --- words ---------------------------------------------------------------------------------
+
+# Curly apostrophes are normalised so that rules written with ' match "l’impression".
+_APOSTROPHES = str.maketrans({"’": "'", "ʼ": "'", "‘": "'"})
+_WORD = re.compile(r"[\w'’-]+", re.UNICODE)
+_ELIDED = re.compile(r"^(qu|[a-z])'|'s$")
+
+
+def normalise(text: str) -> str:
+    return unicodedata.normalize("NFC", text).translate(_APOSTROPHES).strip()
+
+
+def words(text: str) -> list[str]:
+    return [w.lower().strip("'-") for w in _WORD.findall(normalise(text))]
+
+
+def content_word(word: str) -> str:
+    """The word without an elided article or pronoun ("l'équipe", "j'ai") or a possessive 's."""
+    return _ELIDED.sub("", word)
+
+
+def key_words(texts: Sequence[str], stopwords: Collection[str], limit: int) -> list[str]:
+    """The most used content words of `texts` (4 letters or more, not a stopword, not a
+    number), first-seen order breaking ties."""
+    counts: Counter[str] = Counter()
+    first: dict[str, int] = {}
+    for text in texts:
+        for word in map(content_word, words(text)):
+            if len(word) >= 4 and word not in stopwords and not word.isdigit():
+                counts[word] += 1
+                first.setdefault(word, len(first))
+    ranked = sorted(counts, key=lambda w: (-counts[w], first[w]))
+    return ranked[:limit]

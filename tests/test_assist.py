@@ -10,8 +10,9 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from companion.assist.clarity import Kind, classify, questions_in
-from companion.assist.contract import key_words, problems, rules
+from companion.assist.contract import problems, rules
 from companion.method.phases import Language
+from companion.text import key_words
 from tests.world import Api, Circle
 
 FR, EN = Language.fr, Language.en
@@ -51,7 +52,8 @@ def test_questions_are_split_out_of_a_note():
 
 
 def test_contract_checks():
-    keys = key_words(["Mon équipe ne délègue pas, je fais tout le reporting moi-même."], FR)
+    stop = rules(FR).stopwords
+    keys = key_words(["Mon équipe ne délègue pas, je fais tout le reporting moi-même."], stop, 10)
     assert "reporting" in keys
     assert problems("Comment puis-je confier le reporting à mon équipe ?", FR, keys) == []
     assert "not exactly one sentence" in problems(
@@ -70,7 +72,7 @@ def test_contract_checks():
         for p in problems("Comment puis-je aider le groupe à alléger le reporting ?", FR, keys)
     )
     # Elided words count by their content; "en tenant compte" is no solution.
-    elided = key_words(["J'ai une équipe de huit personnes et l'équipe s'épuise."], FR)
+    elided = key_words(["J'ai une équipe de huit personnes et l'équipe s'épuise."], stop, 10)
     assert elided[0] == "équipe"
     assert "j'ai" not in elided
     assert "huit" not in elided

@@ -16,7 +16,9 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from companion.assist.ideas.schemas import IdeasView, IdeaView, ThemeView
 from companion.assist.ideas.split import split
-from companion.assist.synthesis import service as synthesis
+from companion.assist.synthesis import drafting, runs
+from companion.assist.synthesis.inputs import Inputs
+from companion.assist.synthesis.schemas import ModelDraft
 from companion.method.phases import Language
 from tests.world import Api, Circle, wait_until
 
@@ -389,7 +391,7 @@ def test_the_background_runner_has_the_draft_ready_when_the_phase_ends(settings,
         assert len(model.received) == calls
 
 
-def _inputs(n: int) -> synthesis.Inputs:
+def _inputs(n: int) -> Inputs:
     ideas = [
         IdeaView(
             id=f"id{i}",
@@ -411,14 +413,12 @@ def _inputs(n: int) -> synthesis.Inputs:
         id="t1", number=1, label="x", label_source="words", label_current=True, ideas=ideas
     )
     view = IdeasView(session_id="s", themes=[theme], ideas=n, sources=n, updated_at=None)
-    return synthesis.Inputs("Comment puis-je… ?", "c", view, "basis", Language.fr)
+    return Inputs("Comment puis-je… ?", "c", view, "basis", Language.fr)
 
 
 def test_a_statement_citing_nearly_every_idea_is_marked_broad():
-    answer = synthesis.ModelDraft.model_validate_json(
-        _draft([[f"I{i}" for i in range(1, 11)], ["I2", "I3"]])
-    )
-    draft, problems = synthesis._check(answer, _inputs(10), date(2026, 1, 5))
+    answer = ModelDraft.model_validate_json(_draft([[f"I{i}" for i in range(1, 11)], ["I2", "I3"]]))
+    draft, problems = drafting.check(answer, _inputs(10), date(2026, 1, 5))
     assert problems == []
     assert [a.broad for a in draft.actions] == [True, False]
     assert draft.actions[1].due_date == date(2026, 1, 19)  # two weeks on
@@ -431,7 +431,7 @@ def test_ending_phase_4_gives_up_a_draft_run_older_than_the_last_ideas(assisted,
     model.reply(_draft([["I1"], ["I2"]]), chunk_delay_s=0.05)  # a run of a few seconds
     worker = threading.Thread(target=runner.work, args=(circle.session_id,))
     worker.start()
-    wait_until(lambda: synthesis.writing(circle.session_id), what="the model writing")
+    wait_until(lambda: runs.writing(circle.session_id), what="the model writing")
     _note(circle, circle.consultants[0], "Tu pourrais aussi automatiser l'export des chiffres.")
     circle.phase("consultation", "end")  # its background task gives the stale run up
     worker.join(timeout=10)
@@ -452,7 +452,7 @@ def test_ending_phase_4_leaves_a_current_draft_run_alone(assisted, model):
     model.reply(_draft([["I1"], ["I2"]]), chunk_delay_s=0.02)
     worker = threading.Thread(target=runner.work, args=(circle.session_id,))
     worker.start()
-    wait_until(lambda: synthesis.writing(circle.session_id), what="the model writing")
+    wait_until(lambda: runs.writing(circle.session_id), what="the model writing")
     circle.phase("consultation", "end")  # no idea came after the run started
     worker.join(timeout=10)
     done = assisted.ok("GET", circle.path("/synthesis"), circle.client[1])

@@ -9,6 +9,7 @@ Whisper (greedy) on espeak-ng speech, as tests/test_speech_live.py does for the 
 
 from __future__ import annotations
 
+import threading
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ from companion.speech.stitch import Stitcher
 from companion.speech.transcriber import ConfiguredWhisper, Segment, Word
 from companion.store.models import TranscriptionJob
 from tests.speech_audio import convert, needs_speech_tools, speak
-from tests.world import PREFIX, Api, Circle
+from tests.world import PREFIX, Api, Circle, wait_until
 
 RATE = 16000
 DRAFT = "brouillon de ce qui se dit"
@@ -193,11 +194,72 @@ def test_provisional_text_is_cleared_when_the_stream_ends(client, circle, passes
 
 def test_a_client_that_did_not_ask_gets_no_provisional_message(client, circle, passes):
     with client.websocket_connect(_url(circle)) as ws:
-        _start(ws, circle.client[1], provisional=False)
+        job_id = _start(ws, circle.client[1], provisional=False)["job_id"]
         ws.send_bytes(pcm(2.0))
-        ws.send_json({"type": "end"})  # after the draft under way
+        # The room has its draft all the same (stored on the job).
+        wait_until(lambda: _job(client, job_id).provisional_sealed, what="the draft")
+        ws.send_json({"type": "end"})
         assert ws.receive_json()["type"] == "final"  # nothing in between
-    assert passes.draft.seconds == [pytest.approx(2.0)]  # the room had its draft all the same
+    assert passes.draft.seconds == [pytest.approx(2.0)]
+
+
+def test_a_draft_runs_while_a_pass_does(client, circle, passes):
+    """What is said while a pass runs is drafted before the pass ends (a pass takes seconds)."""
+    gate = threading.Event()
+    quick = passes.transcribe
+
+    def slow_pass(audio: str | BinaryIO, language: str, *, words: bool = False):
+        assert gate.wait(10), "no draft came while the pass ran"
+        return quick(audio, language, words=words)
+
+    passes.transcribe = slow_pass  # type: ignore[method-assign]
+    with client.websocket_connect(_url(circle)) as ws:
+        job_id = _start(ws, circle.client[1])["job_id"]
+        ws.send_bytes(pcm(20.0))  # a window: its pass starts and waits for the gate
+        assert _next(ws, "provisional")["text"] == DRAFT
+        assert live.FINALS.running == 1  # the pass is still under way
+        assert _job(client, job_id).provisional_sealed is not None
+        gate.set()
+        assert [s["text"] for s in _next(ws, "segments")["segments"]] == ["passe1"]
+        ws.send_json({"type": "end"})
+        _next(ws, "final")
+    assert _job(client, job_id).status == "done"
+
+
+def test_a_draft_that_a_pass_made_stale_is_dropped(client, circle, passes):
+    """A draft that began before a pass's cut and ends after it would show words that are
+    final already: it is not stored, nor sent."""
+    began, gate, drafted = threading.Event(), threading.Event(), threading.Event()
+    quick = passes.transcribe
+
+    def pass_after_the_draft_began(audio: str | BinaryIO, language: str, *, words: bool = False):
+        assert began.wait(10)
+        return quick(audio, language, words=words)
+
+    def slow_draft(audio: str | BinaryIO, language: str, *, words: bool = False):
+        if drafted.is_set():  # the drafts after the pass
+            yield Segment(0.0, 1.0, "brouillon frais")
+            return
+        began.set()
+        assert gate.wait(10)
+        yield Segment(0.0, 1.0, "brouillon périmé")
+        drafted.set()
+
+    passes.transcribe = pass_after_the_draft_began  # type: ignore[method-assign]
+    passes.draft.transcribe = slow_draft  # type: ignore[method-assign]
+    with client.websocket_connect(_url(circle)) as ws:
+        job_id = _start(ws, circle.client[1])["job_id"]
+        ws.send_bytes(pcm(20.0))  # a draft starts, then the pass, which ends first
+        assert [s["text"] for s in _next(ws, "segments")["segments"]] == ["passe1"]
+        gate.set()
+        assert drafted.wait(10)
+        wait_until(lambda: not live.DRAFTING.locked(), what="the draft's end")
+        ws.send_json({"type": "end"})
+        messages = []
+        while (msg := ws.receive_json())["type"] != "final":
+            messages.append(msg)
+    assert "brouillon périmé" not in str(messages)
+    assert _job(client, job_id).provisional_sealed is None
 
 
 def test_no_draft_for_audio_that_arrives_faster_than_it_is_said(client, circle, passes):

@@ -26,7 +26,9 @@ from companion.config import Settings
 from companion.speech import audio as speech_audio
 from companion.speech import jobs
 from companion.speech import queue as speech_queue
+from companion.speech.order import fair_order
 from companion.speech.queue import TranscriptionService
+from companion.speech.schemas import JobKind
 from companion.speech.transcriber import AudioUndecodable, Segment
 from companion.store.keyring import Keyring
 from companion.store.models import (
@@ -136,6 +138,8 @@ def test_upload_is_transcribed_sealed_and_its_audio_deleted(client, settings, ci
     assert job["audio_seconds"] == pytest.approx(3.0, abs=0.05)
     assert job["audio_format"] == "wav/pcm_s16le"
     job_path = circle.path(f"/transcription-jobs/{job['id']}")
+    with client.app.state.companion.sessions() as db:
+        assert db.get(TranscriptionJob, job["id"]).kind == JobKind.upload
 
     done = wait_for_job(circle.api, job_path, circle.consultants[0][1])
     assert done["status"] == "done", done
@@ -435,7 +439,7 @@ def test_groups_take_turns_in_the_queue(client, api, fake):
     first = [upload(busy, wav_bytes(0.5)).json()["id"] for _ in range(3)]
     late = upload(quiet, wav_bytes(0.5)).json()["id"]
     with client.app.state.companion.sessions() as db:
-        order = jobs.fair_order(db)
+        order = fair_order(db)
     assert order == [first[0], late, first[1], first[2]]
     view = quiet.api.ok("GET", quiet.path(f"/transcription-jobs/{late}"), quiet.client[1])
     assert view["status"] == "queued"
@@ -446,7 +450,7 @@ def test_groups_take_turns_in_the_queue(client, api, fake):
         claimed = jobs.claim_next(service.ctx.sessions)
         assert claimed is not None
         assert claimed[0] == first[0]
-        assert jobs.fair_order(db)[0] == late
+        assert fair_order(db)[0] == late
 
 
 def test_store_transcript_is_idempotent(client, circle, fake):

@@ -26,6 +26,7 @@ from companion.speech import audio as speech_audio
 from companion.speech import jobs
 from companion.speech.model import bundled_model_dir
 from companion.speech.queue import TranscriptionService
+from companion.speech.schemas import JobKind
 from companion.speech.transcriber import Segment, Word
 from companion.store.keyring import Keyring
 from companion.store.models import TranscriptionJob, TranscriptSegment, utcnow
@@ -154,8 +155,10 @@ def test_a_stream_is_transcribed_by_passes_stored_sealed_with_its_speaker(
     assert job["audio_kept"] is False  # the group does not keep audio
     assert job["audio_seconds"] == pytest.approx(25.0)
     with client.app.state.companion.sessions() as db:
-        uploaded_by = db.get(TranscriptionJob, final["job_id"]).uploaded_by
+        row = db.get(TranscriptionJob, final["job_id"])
+        uploaded_by, kind = row.uploaded_by, row.kind
         sealed = db.scalars(select(TranscriptSegment.speaker_sealed)).all()
+    assert kind == JobKind.live
     assert uploaded_by == consultant_id  # the assistance attributes the segments to them
     assert all(s is not None and b"Anatole" not in s for s in sealed)
     assert not (settings.data_dir / "audio").exists()  # live audio never touches the disk

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import wave
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 import numpy as np
@@ -219,3 +219,26 @@ def test_a_word_longer_than_the_cut_waits_then_is_not_held_for_ever():
     assert made[0] == []  # the word goes on past the cut: wait for more
     assert ["reporting"] in made  # the pending audio reached two windows: made final anyway
     assert stitcher.pending_s < 2 * 6
+
+
+def test_a_draft_made_stale_by_a_pass_keeps_what_follows_its_final_words():
+    """A draft that began at a cut, while a pass made part of its audio final, is cut after
+    the pass's last final words; a draft two passes old, or without them, is dropped."""
+    samples, _ = speech(SCRIPT, DURATIONS, GAPS)
+    executor = ToneWords()
+    stitcher = Stitcher(executor, "fr", window_s=8, hold_s=2)
+    stitcher.add(samples[: 8 * RATE])
+    draft = stitcher.draft(executor)  # begins at the cut (0 s), as the pass does
+    assert stitcher.rebase(draft) is draft  # nothing changed meanwhile
+    made_final = _words_of(stitcher.step())
+    rebased = stitcher.rebase(draft)
+    assert rebased is not None
+    assert rebased.start == stitcher.offset
+    assert rebased.end == draft.end
+    assert (made_final + rebased.text.split()) == draft.text.split()
+
+    unknown = replace(draft, text="rien que des mots inconnus ici")
+    assert stitcher.rebase(unknown) is None
+    stitcher.add(samples[8 * RATE : 16 * RATE])
+    stitcher.step()
+    assert stitcher.rebase(draft) is None  # two passes old

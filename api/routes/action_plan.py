@@ -35,7 +35,7 @@ def update_action(
 ) -> ActionView:
     """Status and wording stay editable after the session closes: that is the follow-up."""
     action = content.get_action(db, ctx.session, action_id)
-    content.update_action(db, keys, ctx.user, ctx.session, action, spec)
+    content.update_action(db, keys, actor=ctx.user, session=ctx.session, action=action, spec=spec)
     return content.action_view(db, keys, ctx.session, action)
 
 
@@ -45,5 +45,5 @@ def add_progress(
 ) -> ActionView:
     """A dated progress note on an action."""
     action = content.get_action(db, ctx.session, action_id)
-    content.add_progress(db, keys, ctx.user, ctx.session, action, spec)
+    content.add_progress(db, keys, actor=ctx.user, session=ctx.session, action=action, spec=spec)
     return content.action_view(db, keys, ctx.session, action)

@@ -1,15 +1,17 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import APIRouter, BackgroundTasks
 
 from api.deps import (
+    AppStateDep,
+    AssistDep,
     DbSession,
     GatewayDep,
     KeysDep,
     SessionClient,
     SessionFacilitator,
-    app_state,
 )
+from api.responses import MODEL_CALL, MODEL_DOWN, conflict
 from companion.assist import service
 from companion.assist.clarity import ClarityView
 from companion.assist.contract import ContractDrafts
@@ -23,7 +25,8 @@ def clarity_prompts(
     ctx: SessionFacilitator,
     db: DbSession,
     keys: KeysDep,
-    request: Request,
+    state: AppStateDep,
+    assist: AssistDep,
     background: BackgroundTasks,
 ) -> ClarityView:
     """For the facilitator: each clarifying question classified (disguised advice, judgment,
@@ -33,42 +36,27 @@ def clarity_prompts(
     (`source: rule`) until the model has reviewed it in the background (`source: model`,
     with its `reason`); `pending` counts those still waiting, `review_error` says why when
     no model is configured or the last try failed."""
-    state = app_state(request)
     view = service.clarity_prompts(
         db, keys, ctx.group, ctx.session, model_configured=state.model_configured()
     )
     if view.pending and view.review_error is None:  # the runner takes it up at once
-        background.add_task(request.app.state.assist.poke_clarity, ctx.session.id)
+        background.add_task(assist.poke_clarity, ctx.session.id)
     return view
 
 
-@router.post(
-    "/clarity/review",
-    responses={
-        409: {"description": "The session is closed."},
-        502: {"description": "The model's answer did not match the format, twice; retry."},
-        503: {"description": "No model configured, or the model server is down."},
-    },
-)
+@router.post("/clarity/review", responses={**conflict("The session is closed."), **MODEL_CALL})
 def review_clarity(
-    ctx: SessionFacilitator, db: DbSession, keys: KeysDep, request: Request
+    ctx: SessionFacilitator, db: DbSession, keys: KeysDep, state: AppStateDep
 ) -> ClarityView:
     """For the facilitator: have the model review now the questions no cue decided (it is
     otherwise done in the background while phase 2 runs), and return the clarity view. On a
     model error nothing is lost: GET …/clarity keeps the cue flags and says what failed."""
     require_open(ctx.session)
-    state = app_state(request)
     service.review_clarity(db, keys, state.llm, ctx.group, ctx.session)
     return service.clarity_prompts(db, keys, ctx.group, ctx.session, model_configured=True)
 
 
-@router.post(
-    "/contract/drafts",
-    responses={
-        409: {"description": "Nothing to draft from yet."},
-        503: {"description": "Model down."},
-    },
-)
+@router.post("/contract/drafts", responses={**conflict("Nothing to draft from yet."), **MODEL_DOWN})
 def contract_drafts(
     ctx: SessionClient, db: DbSession, keys: KeysDep, gateway: GatewayDep
 ) -> ContractDrafts:

@@ -10,6 +10,7 @@ from api.deps import (
     SessionMember,
     SessionParticipant,
 )
+from api.responses import MODEL_CALL, conflict
 from companion.assist import debrief, regulation
 from companion.method.phases import Language
 from companion.sessions import content
@@ -38,9 +39,8 @@ def get_regulation(ctx: SessionMember, db: DbSession, keys: KeysDep) -> debrief.
 @router.post(
     "/regulation/summary",
     responses={
-        409: {"description": "Phase 6 has not started, or no learning is recorded yet."},
-        502: {"description": "The model's points failed the checks twice; nothing changed."},
-        503: {"description": "Model down; nothing changed."},
+        **conflict("Phase 6 has not started, or no learning is recorded yet."),
+        **MODEL_CALL,
     },
 )
 def summarise_regulation(
@@ -49,7 +49,9 @@ def summarise_regulation(
     """For the facilitator: 1-5 regulation points ("keep" or "change", one sentence each)
     drawn from the participants' learnings, each citing the learnings it comes from. Replaces
     the stored points."""
-    return regulation.summarise(db, keys, gateway, ctx.user, ctx.group, ctx.session)
+    return regulation.summarise(
+        db, keys, gateway=gateway, actor=ctx.user, group=ctx.group, session=ctx.session
+    )
 
 
 @router.put("/regulation/summary")

@@ -1,6 +1,7 @@
-"""Live transcription of a running phase over a WebSocket, and the queue's depth.
+"""Live transcription of a running phase over a WebSocket.
 
-The protocol (JSON text messages, audio in binary frames):
+The protocol (JSON text messages, audio in binary frames; their shapes and the close codes
+are api/live_protocol.py):
 
 1. The client opens `WS …/sessions/{s}/phases/{phase}/live` and sends
    `{"type": "start", "token": "cc_…", "format": "pcm16" | "webm"}` (with `"provisional":
@@ -44,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,31 +52,43 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.websockets import WebSocketState
 
 from api.deps import (
     SESSION_COOKIE,
-    AdminUser,
-    DbSession,
-    GroupMember,
+    AppStateDep,
     Need,
     SessionAccess,
+    SpeechDep,
     Unauthenticated,
     cookie_user,
     token_user,
 )
-from api.routes.transcripts import get_speech
+from api.live_protocol import (
+    AUDIO_FORMATS,
+    Close,
+    EndMessage,
+    ErrorMessage,
+    FinalMessage,
+    LiveSegment,
+    ProvisionalMessage,
+    ReadyMessage,
+    Refused,
+    SegmentsMessage,
+    ServerMessage,
+    StartMessage,
+)
 from api.state import AppState
 from companion.accounts import signin
 from companion.config import Settings
 from companion.errors import Conflict, DomainError, Forbidden, NotFound
 from companion.method.phases import Phase
-from companion.speech import depth, live, stream
+from companion.speech import live, stream
 from companion.speech.queue import TranscriptionService
-from companion.speech.schemas import GroupQueueView, QueueDepthView
 from companion.speech.stitch import Stitcher
 from companion.store.keyring import Keyring
 from companion.store.models import User
@@ -88,36 +100,13 @@ router = APIRouter(tags=["transcription"])
 LIVE_PATH = "/groups/{group_id}/sessions/{session_id}/phases/{phase}/live"
 START_TIMEOUT_S = 10.0
 PHASE_CHECK_S = 1.0  # how often a connection looks whether its phase still runs
-POLICY, UNSUPPORTED, TOO_BIG = 1008, 1003, 1009
-TIMEOUT, CONFLICT, TOO_LONG = 4408, 4409, 4413
 _participant = SessionAccess(Need.participant)
-
-
-@router.get("/groups/{group_id}/transcription-queue")
-def group_queue(ctx: GroupMember, db: DbSession, request: Request) -> GroupQueueView:
-    """The group's recordings waiting or being transcribed (with their place in the workers'
-    order) and its live connections, with how many recordings wait in all."""
-    workers = request.app.state.companion.settings.transcription_workers
-    return depth.group_queue(db, ctx.group.id, workers)
-
-
-@router.get("/transcription-queue")
-def queue_depth(_admin: AdminUser, db: DbSession, request: Request) -> QueueDepthView:
-    """Every group together (administrators): jobs per state, live connections, the age of
-    the oldest waiting recording, queue messages."""
-    speech = get_speech(request)
-    messages = int(speech.huey.pending_count())
-    return depth.depth(db, messages, speech.settings.transcription_workers)
-
-
-class Refused(Exception):
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code, self.reason = code, reason
 
 
 @dataclass
 class _Start:
+    """The start message with the caller's credentials resolved."""
+
     token: str | None  # None: the web app's session cookie, with the page's CSRF token
     format: str
     csrf: str = ""
@@ -128,29 +117,26 @@ class _Start:
 def _start_message(raw: Mapping[str, Any], header: str | None, cookie: str | None = None) -> _Start:
     text = raw.get("text")
     try:
-        body = json.loads(text) if isinstance(text, str) else None
-    except ValueError:
-        body = None
-    if not isinstance(body, dict) or body.get("type") != "start":
+        body = StartMessage.model_validate_json(text if isinstance(text, str) else "")
+    except ValidationError:
         raise Refused(
-            UNSUPPORTED,
+            Close.unsupported,
             'Send {"type": "start", "token": "<your token>", "format": "pcm16"} first.',
-        )
-    token = body.get("token") or header
-    csrf = body.get("csrf")
-    if not isinstance(token, str) or not token:
-        if not isinstance(csrf, str) or not csrf:
-            raise Refused(POLICY, "Send your token in the start message.")
+        ) from None
+    token = body.token or header
+    if not token:
+        if body.csrf is None:
+            raise Refused(Close.policy, "Send your token in the start message.")
         if not cookie:
-            raise Refused(POLICY, "You are not signed in: open your invitation link, then retry.")
-        token = None
-    fmt = body.get("format", "pcm16")
-    if fmt not in ("pcm16", "webm"):
-        raise Refused(UNSUPPORTED, f"Unknown audio format {fmt!r}; use 'pcm16' or 'webm'.")
-    provisional = body.get("provisional") is True
-    if token is None:
-        return _Start(None, str(fmt), str(csrf), str(cookie), provisional)
-    return _Start(token, str(fmt), provisional=provisional)
+            raise Refused(
+                Close.policy, "You are not signed in: open your invitation link, then retry."
+            )
+    fmt = body.format
+    if not isinstance(fmt, str) or fmt not in AUDIO_FORMATS:
+        raise Refused(Close.unsupported, f"Unknown audio format {fmt!r}; use 'pcm16' or 'webm'.")
+    if not token:
+        return _Start(None, fmt, str(body.csrf), str(cookie), body.provisional)
+    return _Start(token, fmt, provisional=body.provisional)
 
 
 def _default_port(scheme: str) -> str:
@@ -171,7 +157,7 @@ def _same_origin(origin: str | None, host: str | None, settings: Settings) -> No
         return  # not a browser: it cannot carry a visitor's cookie without them
     parts = urlsplit(origin)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise Refused(POLICY, f"Streams are refused from the origin {origin!r}.")
+        raise Refused(Close.policy, f"Streams are refused from the origin {origin!r}.")
     allowed: set[str] = set()
     if host:
         allowed.add(_host(host, parts.scheme))
@@ -180,7 +166,8 @@ def _same_origin(origin: str | None, host: str | None, settings: Settings) -> No
         allowed.add(_host(public.netloc, public.scheme))
     if _host(parts.netloc, parts.scheme) not in allowed:
         raise Refused(
-            POLICY, f"Streams are refused from another site ({origin}): open the room's page here."
+            Close.policy,
+            f"Streams are refused from another site ({origin}): open the room's page here.",
         )
 
 
@@ -193,12 +180,13 @@ def _user(db: Session, start: _Start, settings: Settings) -> User:
         row = signin.session_of(db, start.cookie, timedelta(days=settings.web_session_days))
         return cookie_user(db, row, start.csrf, change=True)
     except (Unauthenticated, Forbidden) as exc:
-        raise Refused(POLICY, str(exc)) from exc
+        raise Refused(Close.policy, str(exc)) from exc
 
 
 def _open(
     state: AppState,
     speech: TranscriptionService,
+    *,
     start: _Start,
     group_id: str,
     session_id: str,
@@ -213,31 +201,38 @@ def _open(
             keys = Keyring(db, state.master)
             decoder = stream.decoder(start.format)
             job, speaker = live.open_job(
-                db, keys, user, ctx.group, ctx.session, phase, decoder.format
+                db,
+                keys,
+                actor=user,
+                group=ctx.group,
+                session=ctx.session,
+                phase=phase,
+                audio_format=decoder.format,
             )
         except (NotFound, Forbidden, Unauthenticated) as exc:
-            raise Refused(POLICY, str(exc)) from exc
+            raise Refused(Close.policy, str(exc)) from exc
         except Conflict as exc:
-            raise Refused(CONFLICT, str(exc)) from exc
+            raise Refused(Close.conflict, str(exc)) from exc
         language, keep = ctx.group.language, ctx.group.keep_audio
     stitcher = Stitcher(speech.transcriber, language, settings.live_window_s, settings.live_hold_s)
     return live.LiveRecording(
-        speech.ctx,
-        job.id,
-        group_id,
-        session_id,
-        phase,
-        speaker,
-        decoder,
-        stitcher,
-        settings.live_max_seconds,
+        ctx=speech.ctx,
+        job_id=job.id,
+        group_id=group_id,
+        session_id=session_id,
+        phase=phase,
+        speaker=speaker,
+        decoder=decoder,
+        stitcher=stitcher,
+        max_seconds=settings.live_max_seconds,
         keep=keep,
         draft=live.drafter(speech.transcriber),
     )
 
 
 class _Connection:
-    """One live stream: receives frames, runs passes one at a time in the thread pool."""
+    """One live stream: receives frames; runs passes one at a time in the thread pool, and
+    drafts one at a time beside them."""
 
     def __init__(
         self, ws: WebSocket, rec: live.LiveRecording, state: AppState, provisional: bool = False
@@ -245,78 +240,74 @@ class _Connection:
         self.ws, self.rec, self.settings = ws, rec, state.settings
         self.provisional = provisional  # the client asked for the provisional text
         self.pass_task: asyncio.Task[None] | None = None
+        self.draft_task: asyncio.Task[None] | None = None
         self.send_lock = asyncio.Lock()
         self.gone = False
         self.checked_at = asyncio.get_running_loop().time()
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: ServerMessage) -> None:
         if self.gone:
             return
         try:
             async with self.send_lock:
-                await self.ws.send_json(message)
+                await self.ws.send_json(message.model_dump(mode="json"))
         except (WebSocketDisconnect, RuntimeError):
             self.gone = True
 
     async def _passes(self) -> None:
-        """Passes while a window waits, and drafts between them, one at a time."""
-        while True:
-            if self.rec.ready():
-                segments = await run_in_threadpool(self.rec.advance)
-                if segments:
-                    await self.send(
-                        {
-                            "type": "segments",
-                            "segments": [s.as_json() for s in segments],
-                            "heard": round(self.rec.stitcher.heard, 3),
-                            "final_until": round(self.rec.stitcher.offset, 3),
-                        }
+        """Passes while a window waits, one at a time."""
+        while self.rec.ready():
+            segments = await run_in_threadpool(self.rec.advance)
+            if segments:
+                await self.send(
+                    SegmentsMessage(
+                        segments=_segments(segments),
+                        heard=round(self.rec.stitcher.heard, 3),
+                        final_until=round(self.rec.stitcher.offset, 3),
                     )
-            elif self.rec.draft_due():
-                draft = await run_in_threadpool(self.rec.make_draft)
-                if draft is not None and self.provisional:
-                    await self.send(
-                        {
-                            "type": "provisional",
-                            "text": draft.text,
-                            "start": round(draft.start, 3),
-                            "end": round(draft.end, 3),
-                        }
+                )
+
+    async def _drafts(self) -> None:
+        """Drafts while one is due, one at a time, alongside the passes."""
+        while self.rec.draft_due():
+            draft = await run_in_threadpool(self.rec.make_draft)
+            if draft is not None and self.provisional:
+                await self.send(
+                    ProvisionalMessage(
+                        text=draft.text, start=round(draft.start, 3), end=round(draft.end, 3)
                     )
-            else:
-                return
+                )
 
     def schedule(self) -> None:
-        if self.pass_task is not None and self.pass_task.done():
-            failed = self.pass_task.exception()
-            self.pass_task = None
-            if failed is not None:
-                raise failed  # Lost, or the model failed: the stream stops
-        if self.pass_task is None and (self.rec.ready() or self.rec.draft_due()):
+        self.pass_task = _settled(self.pass_task)
+        self.draft_task = _settled(self.draft_task)
+        if self.pass_task is None and self.rec.ready():
             self.pass_task = asyncio.create_task(self._passes())
+        if self.draft_task is None and self.rec.draft_due():
+            self.draft_task = asyncio.create_task(self._drafts())
 
     async def drain(self) -> None:
-        """Wait for the pass under way (its failure was or will be reported elsewhere)."""
-        task, self.pass_task = self.pass_task, None
-        if task is not None:
-            try:
-                await task
-            except Exception:
-                log.exception("A live pass of job %s failed", self.rec.job_id)
+        """Wait for the pass and the draft under way (their failures were or will be
+        reported elsewhere)."""
+        for task in (self.pass_task, self.draft_task):
+            await _quietly(task, self.rec.job_id)
+        self.pass_task = self.draft_task = None
 
-    async def finish(self, code: int = 1000, reason: str = "") -> None:
-        """Transcribe the rest, say so, close. A failed pass is logged, not re-raised, so
-        what was stored stays and the job still ends."""
-        await self.drain()
+    async def finish(self, code: Close = Close.normal, reason: str = "") -> None:
+        """Transcribe the rest, say so, close. A draft under way is not waited for: the rest's
+        pass starts at once, and what the draft makes is stale by its end. A failed pass is
+        logged, not re-raised, so what was stored stays and the job still ends."""
+        await _quietly(self.pass_task, self.rec.job_id)
+        self.pass_task = None
         segments = await run_in_threadpool(self.rec.finish)
+        await self.drain()
         await self.send(
-            {
-                "type": "final",
-                "job_id": self.rec.job_id,
-                "segments": [s.as_json() for s in segments],
-                "count": self.rec.stored,
-                "heard": round(self.rec.stitcher.heard, 3),
-            }
+            FinalMessage(
+                job_id=self.rec.job_id,
+                segments=_segments(segments),
+                count=self.rec.stored,
+                heard=round(self.rec.stitcher.heard, 3),
+            )
         )
         await _close(self.ws, code, reason)
 
@@ -326,19 +317,18 @@ class _Connection:
         stopped = await run_in_threadpool(self.rec.phase_running)
         if stopped is None:
             return True
-        await self.finish(CONFLICT, _reason(stopped))
+        await self.finish(Close.conflict, _reason(stopped))
         return False
 
     async def frame(self, data: bytes) -> bool:
         """Take one audio frame; False when the stream must stop (it was closed)."""
         if len(data) > self.settings.live_max_frame_bytes:
             await self.send(
-                {
-                    "type": "error",
-                    "detail": f"A frame is limited to {self.settings.live_max_frame_bytes} bytes "
+                ErrorMessage(
+                    detail=f"A frame is limited to {self.settings.live_max_frame_bytes} bytes "
                     f"(COMPANION_LIVE_MAX_FRAME_BYTES); this one has {len(data)}: send smaller "
                     "chunks. It was ignored.",
-                }
+                )
             )
             return True
         if not await self.phase_running():
@@ -346,16 +336,40 @@ class _Connection:
         try:
             self.rec.feed(data)
         except stream.BadChunk as exc:
-            await self.send({"type": "error", "detail": f"{exc} It was ignored."})
+            await self.send(ErrorMessage(detail=f"{exc} It was ignored."))
             return True
         except live.TooLong as exc:
-            await self.finish(TOO_LONG, _reason(str(exc)))
+            await self.finish(Close.too_long, _reason(str(exc)))
             return False
         except stream.StreamBroken as exc:
-            await self.finish(UNSUPPORTED, _reason(str(exc)))
+            await self.finish(Close.unsupported, _reason(str(exc)))
             return False
         self.schedule()
         return True
+
+
+def _segments(finals: list[live.Final]) -> list[LiveSegment]:
+    return [LiveSegment.model_validate(final.as_json()) for final in finals]
+
+
+async def _quietly(task: asyncio.Task[None] | None, job_id: str) -> None:
+    """Wait for a pass or a draft; its failure is logged (the stream has already stopped)."""
+    if task is not None:
+        try:
+            await task
+        except Exception:
+            log.exception("A live pass or draft of job %s failed", job_id)
+
+
+def _settled(task: asyncio.Task[None] | None) -> asyncio.Task[None] | None:
+    """The task if it still runs; None once it is done; its failure (Lost, or the model
+    failed) raised, which stops the stream."""
+    if task is None or not task.done():
+        return task
+    failed = task.exception()
+    if failed is not None:
+        raise failed
+    return None
 
 
 def _reason(text: str) -> str:
@@ -364,25 +378,30 @@ def _reason(text: str) -> str:
     return data[:123].decode(errors="ignore") if len(data) > 123 else text
 
 
-async def _close(ws: WebSocket, code: int, reason: str) -> None:
+async def _close(ws: WebSocket, code: Close, reason: str) -> None:
     if ws.application_state is WebSocketState.CONNECTED:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-            await ws.close(code, _reason(reason))
+            await ws.close(int(code), _reason(reason))
 
 
 @router.websocket(LIVE_PATH)
-async def live_phase(ws: WebSocket, group_id: str, session_id: str, phase: str) -> None:
+async def live_phase(
+    ws: WebSocket,
+    group_id: str,
+    session_id: str,
+    phase: str,
+    state: AppStateDep,
+    speech: SpeechDep,
+) -> None:
     """A participant's audio of the running phase, transcribed as it arrives (see above)."""
     await ws.accept()
-    state: AppState = ws.app.state.companion
-    speech: TranscriptionService = ws.app.state.transcription
     header = ws.headers.get("authorization", "")
     bearer = header[7:].strip() if header.lower().startswith("bearer ") else None
     try:
         try:
             first = await asyncio.wait_for(ws.receive(), START_TIMEOUT_S)
         except TimeoutError:
-            raise Refused(TIMEOUT, "No start message came; send it first.") from None
+            raise Refused(Close.timeout, "No start message came; send it first.") from None
         if first["type"] == "websocket.disconnect":
             return
         start = _start_message(first, bearer, ws.cookies.get(SESSION_COOKIE))
@@ -391,31 +410,38 @@ async def live_phase(ws: WebSocket, group_id: str, session_id: str, phase: str) 
         try:
             running = Phase(phase)
         except ValueError:
-            raise Refused(POLICY, f"No phase named {phase!r}.") from None
-        rec = await run_in_threadpool(_open, state, speech, start, group_id, session_id, running)
+            raise Refused(Close.policy, f"No phase named {phase!r}.") from None
+        rec = await run_in_threadpool(
+            _open,
+            state,
+            speech,
+            start=start,
+            group_id=group_id,
+            session_id=session_id,
+            phase=running,
+        )
     except Refused as exc:
         await _close(ws, exc.code, exc.reason)
         return
     except DomainError as exc:
-        await _close(ws, UNSUPPORTED, str(exc))
+        await _close(ws, Close.unsupported, str(exc))
         return
     conn = _Connection(ws, rec, state, start.provisional)
     await conn.send(
-        {
-            "type": "ready",
-            "job_id": rec.job_id,
-            "speaker": rec.speaker,
-            "format": start.format,
-            "sample_rate": stream.RATE,
-        }
+        ReadyMessage(
+            job_id=rec.job_id,
+            speaker=rec.speaker,
+            format=start.format,
+            sample_rate=stream.RATE,
+        )
     )
     try:
         await _serve(conn, state.settings.live_idle_s)
     except live.Lost:
-        await _close(ws, CONFLICT, "This live transcription was closed; connect again.")
+        await _close(ws, Close.conflict, "This live transcription was closed; connect again.")
     except Exception:
         log.exception("Live transcription job %s failed", rec.job_id)
-        await _close(ws, 1011, "The live transcription failed; what was stored is kept.")
+        await _close(ws, Close.failed, "The live transcription failed; what was stored is kept.")
     finally:
         # Dropped, failed or cancelled (the server stops): transcribe and keep what was said.
         # In a thread of its own that a cancellation of this task does not stop.
@@ -448,7 +474,7 @@ async def _serve(conn: _Connection, idle_s: float) -> None:
             if not done:
                 if loop.time() - heard_at >= idle_s:
                     await conn.finish(
-                        TIMEOUT, f"No audio for {idle_s:.0f} s; the stream is closed."
+                        Close.timeout, f"No audio for {idle_s:.0f} s; the stream is closed."
                     )
                     return
                 continue
@@ -470,11 +496,9 @@ async def _message(conn: _Connection, message: Mapping[str, Any]) -> bool:
     if data is not None:
         return await conn.frame(data)
     try:
-        body = json.loads(message.get("text") or "")
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and body.get("type") == "end":
-        await conn.finish(1000, "The transcript of this stream is complete.")
-        return False
-    await conn.send({"type": "error", "detail": 'Send audio as binary frames, or {"type": "end"}.'})
-    return True
+        EndMessage.model_validate_json(message.get("text") or "")
+    except ValidationError:
+        await conn.send(ErrorMessage(detail='Send audio as binary frames, or {"type": "end"}.'))
+        return True
+    await conn.finish(Close.normal, "The transcript of this stream is complete.")
+    return False

@@ -9,10 +9,6 @@ from companion.groups.schemas import MemberAdd, MemberUpdate, MemberView
 router = APIRouter(prefix="/groups/{group_id}/members", tags=["members"])
 
 
-def _one(db: DbSession, keys: KeysDep, ctx: GroupManager, user_id: str) -> MemberView:
-    return next(m for m in service.members(db, keys, ctx.group) if m.user_id == user_id)
-
-
 @router.get("")
 def list_members(ctx: GroupMember, db: DbSession, keys: KeysDep) -> list[MemberView]:
     return service.members(db, keys, ctx.group)
@@ -21,7 +17,7 @@ def list_members(ctx: GroupMember, db: DbSession, keys: KeysDep) -> list[MemberV
 @router.post("", status_code=201)
 def add_member(spec: MemberAdd, ctx: GroupManager, db: DbSession, keys: KeysDep) -> MemberView:
     service.add_member(db, ctx.user, ctx.group, spec.user_id, spec.role)
-    return _one(db, keys, ctx, spec.user_id)
+    return service.member(db, keys, ctx.group, spec.user_id)
 
 
 @router.patch("/{user_id}")
@@ -29,7 +25,7 @@ def change_role(
     user_id: str, spec: MemberUpdate, ctx: GroupManager, db: DbSession, keys: KeysDep
 ) -> MemberView:
     service.set_role(db, ctx.user, ctx.group, user_id, spec.role)
-    return _one(db, keys, ctx, user_id)
+    return service.member(db, keys, ctx.group, user_id)
 
 
 @router.delete("/{user_id}", status_code=204)

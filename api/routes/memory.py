@@ -1,54 +1,25 @@
-"""Search a group's memory, or ask it a question. The router also owns the application's
-Memory (its lifespan).
+"""Search a group's memory, or ask it a question.
 
-The Memory indexes, after each commit, what the services put in the outbox (notes, contracts,
-actions, learnings) and drops the memory of a deleted group; it loads Chroma and the
-embedding model on first use only.
+The application's Memory (made in api/main.py's lifespan) indexes, after each commit, what the
+services put in the outbox (notes, contracts, actions, learnings) and drops the memory of a
+deleted group; it loads Chroma and the embedding model on first use only.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Query
 
-from api.deps import DbSession, GroupMember, KeysDep, app_state
+from api.deps import AppStateDep, DbSession, GroupMember, KeysDep, MemoryDep
+from api.responses import MODEL_FAILED, unavailable
 from companion.assist import ask
 from companion.errors import Invalid
-from companion.memory.chroma import MemoryUnavailable
 from companion.memory.schemas import MemoryKind, MemorySearchView
-from companion.memory.service import Filters, Memory
+from companion.memory.service import Filters
 
-
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    state = app.state.companion  # made by the application's own lifespan, which runs first
-    memory: Memory | None = None
-    if state.settings.memory_enabled:
-        memory = Memory(state.settings, state.sessions, state.master)
-        memory.install()
-    app.state.memory = memory
-    try:
-        yield
-    finally:
-        app.state.memory = None
-        if memory is not None:
-            memory.close()
-
-
-router = APIRouter(prefix="/groups/{group_id}/memory", tags=["memory"], lifespan=lifespan)
-
-
-def get_memory(request: Request) -> Memory:
-    memory: Memory | None = getattr(request.app.state, "memory", None)
-    if memory is None:
-        if not app_state(request).settings.memory_enabled:
-            raise MemoryUnavailable("The group memory is turned off (COMPANION_MEMORY_ENABLED).")
-        raise MemoryUnavailable("The group memory is not running; retry in a moment.")
-    return memory
+router = APIRouter(prefix="/groups/{group_id}/memory", tags=["memory"])
 
 
 def _when(name: str, value: str | None) -> date | datetime | None:
@@ -66,10 +37,11 @@ def _when(name: str, value: str | None) -> date | datetime | None:
 
 @router.get("/search")
 def search_memory(
-    request: Request,
     ctx: GroupMember,
+    memory: MemoryDep,
     db: DbSession,
     keys: KeysDep,
+    *,
     q: Annotated[str, Query(description="What to look for, in French or English.")],
     kind: Annotated[MemoryKind | None, Query(description="Only this kind of memory.")] = None,
     session_id: Annotated[str | None, Query(description="Only this session's memories.")] = None,
@@ -88,39 +60,51 @@ def search_memory(
     Chroma only ever holds sealed documents and rotated vectors. 503 when the memory store is
     unavailable (nothing is lost: content waiting to be indexed is indexed once it is back).
     """
-    memory = get_memory(request)
     filters = Filters(
         kind=kind,
         session_id=session_id,
         since=_when("since", since),
         until=_when("until", until),
     )
-    return memory.search(db, keys, ctx.group.id, q, filters, limit)
+    return memory.search(db, keys, group_id=ctx.group.id, query=q, filters=filters, limit=limit)
 
 
 @router.post(
     "/ask",
     responses={
         422: {"description": "Empty or too long question, or a bad filter."},
-        502: {"description": "The model's answer cited none of the memories, twice."},
-        503: {"description": "Memory store or model down."},
+        **MODEL_FAILED,
+        **unavailable("Memory store or model down."),
     },
 )
 def ask_memory(
-    request: Request, ctx: GroupMember, db: DbSession, keys: KeysDep, body: ask.MemoryQuestion
+    ctx: GroupMember,
+    memory: MemoryDep,
+    state: AppStateDep,
+    db: DbSession,
+    keys: KeysDep,
+    *,
+    body: ask.MemoryQuestion,
 ) -> ask.MemoryAnswer:
     """An answer to a question about the group's past, from its own memories only, each
     citation one of them (kind, session and its date, source id, snippet; for a transcript
     segment, its times). `found` is false, and no model is asked, when the memory holds
     nothing on it. Any member of the group may ask.
     """
-    state = app_state(request)
     ask.check_question(body.question, state.settings)
-    memory = get_memory(request)
     filters = Filters(
         kind=body.kind,
         session_id=body.session_id,
         since=_when("since", body.since),
         until=_when("until", body.until),
     )
-    return ask.answer(db, keys, memory, state.llm, ctx.group, body.question, filters, body.limit)
+    return ask.answer(
+        db,
+        keys,
+        memory=memory,
+        llm=state.llm,
+        group=ctx.group,
+        question=body.question,
+        filters=filters,
+        limit=body.limit,
+    )

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import APIRouter, BackgroundTasks
 
-from api.deps import DbSession, KeysDep, SessionMember, SessionParticipant
+from api.deps import AssistDep, DbSession, KeysDep, SessionMember, SessionParticipant
 from companion.method.phases import Phase
 from companion.sessions import content
 from companion.sessions.schemas import NoteCreate, NoteView
@@ -23,11 +23,13 @@ def add_note(
     ctx: SessionParticipant,
     db: DbSession,
     keys: KeysDep,
-    request: Request,
+    *,
+    assist: AssistDep,
     background: BackgroundTasks,
 ) -> NoteView:
     """A typed note for the phase that is running, attributed to its author."""
     note = content.add_note(db, keys, ctx.user, ctx.session, spec.body)
+    view = content.note_view(db, keys, ctx.session, note)
     # After the commit: ideas are grouped, or questions reviewed, at once.
-    background.add_task(request.app.state.assist.changed, ctx.session.id, note.phase)
-    return next(n for n in content.notes(db, keys, ctx.session) if n.id == note.id)
+    background.add_task(assist.changed, ctx.session.id, view.phase)
+    return view

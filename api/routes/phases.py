@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import APIRouter, BackgroundTasks
 
-from api.deps import DbSession, KeysDep, SessionFacilitator, SessionMember
+from api.deps import AssistDep, DbSession, KeysDep, SessionFacilitator, SessionMember
+from api.responses import conflict
 from companion.method.phases import Phase
 from companion.sessions import service
 from companion.sessions.schemas import PhaseView, SessionView
@@ -15,26 +16,25 @@ def list_phases(ctx: SessionMember, db: DbSession, keys: KeysDep) -> list[PhaseV
     return service.view(db, keys, ctx.group, ctx.session).phases
 
 
-@router.post("/{phase}/start", responses={409: {"description": "Not allowed now."}})
+@router.post("/{phase}/start", responses=conflict("Not allowed now."))
 def start_phase(phase: Phase, ctx: SessionFacilitator, db: DbSession, keys: KeysDep) -> SessionView:
     """Phases run strictly in order; a 409 says what is allowed now."""
-    session = service.get_session(db, ctx.group, ctx.session.id, lock=True)
-    service.move(db, ctx.user, session, phase, start=True)
+    session = service.move(db, ctx.user, ctx.group, ctx.session.id, phase, start=True)
     return service.view(db, keys, ctx.group, session)
 
 
-@router.post("/{phase}/end", responses={409: {"description": "Not allowed now."}})
+@router.post("/{phase}/end", responses=conflict("Not allowed now."))
 def end_phase(
     phase: Phase,
     ctx: SessionFacilitator,
     db: DbSession,
     keys: KeysDep,
-    request: Request,
+    *,
+    assist: AssistDep,
     background: BackgroundTasks,
 ) -> SessionView:
     """Ending the last phase closes the session, which becomes read-only. Ending phase 4
     gets the draft synthesis finished at once (a run made before the last ideas is redone)."""
-    session = service.get_session(db, ctx.group, ctx.session.id, lock=True)
-    service.move(db, ctx.user, session, phase, start=False)
-    background.add_task(request.app.state.assist.phase_ended, session.id, phase)
+    session = service.move(db, ctx.user, ctx.group, ctx.session.id, phase, start=False)
+    background.add_task(assist.phase_ended, session.id, phase)
     return service.view(db, keys, ctx.group, session)

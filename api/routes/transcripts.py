@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
-from api.deps import DbSession, KeysDep, SessionMember, SessionParticipant, app_state
+from api.deps import (
+    AppStateDep,
+    AssistDep,
+    DbSession,
+    KeysDep,
+    SessionMember,
+    SessionParticipant,
+    SpeechDep,
+)
+from api.responses import conflict
 from companion.errors import Invalid
 from companion.method.phases import Phase
 from companion.sessions.service import require_running
-from companion.speech import jobs
-from companion.speech.queue import TranscriptionService
+from companion.speech import jobs, transcript
 from companion.speech.schemas import JobView, SegmentEdit, SegmentView, TranscriptView
 
 router = APIRouter(prefix="/groups/{group_id}/sessions/{session_id}", tags=["transcription"])
@@ -44,20 +50,12 @@ _UPLOAD_BODY = {
 }
 
 
-def get_speech(request: Request) -> TranscriptionService:
-    service: TranscriptionService = request.app.state.transcription
-    return service
-
-
-SpeechDep = Annotated[TranscriptionService, Depends(get_speech)]
-
-
 @router.post(
     "/phases/{phase}/recordings",
     status_code=202,
     openapi_extra=_UPLOAD_BODY,
     responses={
-        409: {"description": "The phase is not the one running."},
+        **conflict("The phase is not the one running."),
         413: {"description": "Over the upload size or duration limit."},
         422: {"description": "Empty, not audio, corrupt, truncated, or only silence."},
     },
@@ -65,9 +63,11 @@ SpeechDep = Annotated[TranscriptionService, Depends(get_speech)]
 async def upload_recording(
     phase: Phase,
     request: Request,
+    *,
     ctx: SessionParticipant,
     db: DbSession,
     keys: KeysDep,
+    state: AppStateDep,
     speech: SpeechDep,
     background: BackgroundTasks,
 ) -> JobView:
@@ -87,19 +87,19 @@ async def upload_recording(
             raise Invalid(
                 "Send the recording as multipart/form-data with the audio in a field named 'file'."
             )
-        settings = app_state(request).settings
+        settings = state.settings
         job = await run_in_threadpool(
             jobs.create_job,
             db,
             keys,
-            settings,
-            ctx.user,
-            ctx.group,
-            ctx.session,
-            phase,
-            upload.file,
+            settings=settings,
+            actor=ctx.user,
+            group=ctx.group,
+            session=ctx.session,
+            phase=phase,
+            upload=upload.file,
         )
-        view = await run_in_threadpool(jobs.job_view, db, job, settings.transcription_workers)
+        view = await run_in_threadpool(transcript.job_view, db, job, settings.transcription_workers)
     finally:
         await form.close()
     background.add_task(speech.wake)  # after the response: the job's row is committed by then
@@ -107,16 +107,16 @@ async def upload_recording(
 
 
 @router.get("/transcription-jobs")
-def list_jobs(ctx: SessionMember, db: DbSession, request: Request) -> list[JobView]:
-    workers = app_state(request).settings.transcription_workers
-    return [jobs.job_view(db, job, workers) for job in jobs.jobs_of(db, ctx.session)]
+def list_jobs(ctx: SessionMember, db: DbSession, state: AppStateDep) -> list[JobView]:
+    workers = state.settings.transcription_workers
+    return [transcript.job_view(db, job, workers) for job in transcript.jobs_of(db, ctx.session)]
 
 
 @router.get("/transcription-jobs/{job_id}")
-def get_job(job_id: str, ctx: SessionMember, db: DbSession, request: Request) -> JobView:
+def get_job(job_id: str, ctx: SessionMember, db: DbSession, state: AppStateDep) -> JobView:
     """Status, percent of the audio done, ETA, and the reason when it failed."""
-    workers = app_state(request).settings.transcription_workers
-    return jobs.job_view(db, jobs.get_job(db, ctx.session, job_id), workers)
+    workers = state.settings.transcription_workers
+    return transcript.job_view(db, transcript.get_job(db, ctx.session, job_id), workers)
 
 
 @router.get("/transcript")
@@ -124,21 +124,24 @@ def get_transcript(
     ctx: SessionMember, db: DbSession, keys: KeysDep, phase: Phase | None = None
 ) -> TranscriptView:
     """The session's transcript (or one phase's): segments in phase and recording order."""
-    return jobs.transcript(db, keys, ctx.session, phase)
+    return transcript.transcript(db, keys, ctx.session, phase)
 
 
 @router.patch("/transcript/segments/{segment_id}")
 def edit_segment(
     segment_id: str,
     spec: SegmentEdit,
+    *,
     ctx: SessionParticipant,
     db: DbSession,
     keys: KeysDep,
-    request: Request,
+    assist: AssistDep,
     background: BackgroundTasks,
 ) -> SegmentView:
     """A participant corrects a segment's text; later assistance uses the corrected text (the
     ideas and the clarity review are refreshed at once)."""
-    segment = jobs.edit_segment(db, keys, ctx.user, ctx.session, segment_id, spec.text)
-    background.add_task(request.app.state.assist.changed, ctx.session.id, segment.phase)
+    segment = transcript.edit_segment(
+        db, keys, actor=ctx.user, session=ctx.session, segment_id=segment_id, text=spec.text
+    )
+    background.add_task(assist.changed, ctx.session.id, segment.phase)
     return segment

@@ -7,7 +7,6 @@ from companion.accounts import service as accounts
 from companion.accounts.schemas import UserCreate, UserCreated, UserView
 from companion.audit import service as audit
 from companion.errors import Forbidden
-from companion.store.models import User
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -23,7 +22,7 @@ def create_user(spec: UserCreate, admin: AdminUser, db: DbSession, keys: KeysDep
 
 @router.get("")
 def list_users(_admin: AdminUser, db: DbSession, keys: KeysDep) -> list[UserView]:
-    return [accounts.view(keys, u) for u in db.query(User).order_by(User.created_at).all()]
+    return accounts.users(db, keys)
 
 
 @router.get("/me")

@@ -183,10 +183,10 @@ def eval_contract() -> None:
                     drafts = contract.draft(
                         gateway,
                         EvalGroup(),
-                        language,
-                        [case["expose"]],
-                        questions,
-                        [case["expose"]],
+                        language=language,
+                        exposé=[case["expose"]],
+                        clarification=questions,
+                        client_texts=[case["expose"]],
                     )
                 except Exception as exc:
                     print(f"  {language} {case['title']!r}: failed: {exc}")

@@ -72,3 +72,8 @@ def user_name(keys: Keyring, user: User) -> str:
 
 def view(keys: Keyring, user: User) -> UserView:
     return UserView(id=user.id, name=user_name(keys, user), is_admin=user.is_admin)
+
+
+def users(db: Session, keys: Keyring) -> list[UserView]:
+    """Every account, oldest first."""
+    return [view(keys, u) for u in db.scalars(select(User).order_by(User.created_at))]

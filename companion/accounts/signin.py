@@ -18,7 +18,9 @@ from typing import TypeVar
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from companion.accounts import service as accounts
 from companion.errors import DomainError
+from companion.store.keyring import Keyring
 from companion.store.models import Invitation, User, WebSession, new_id, utcnow
 
 
@@ -121,6 +123,39 @@ def redeem(db: Session, token: str) -> Invitation:
 
 def needs_setup(db: Session) -> bool:
     return db.scalar(select(func.count()).select_from(User).where(User.is_admin)) == 0
+
+
+def setup_invitation(db: Session, token: str) -> Invitation:
+    """The setup link behind `token`, while it is still the way to make the first
+    administrator (not used, and no administrator yet)."""
+    invitation = peek(db, token)
+    if invitation.user_id is not None or not needs_setup(db):
+        raise LinkRefused(LinkProblem.used)
+    return invitation
+
+
+def set_up(db: Session, keys: Keyring, token: str, name: str) -> User:
+    """Use the setup link: the first administrator, named `name`."""
+    setup_invitation(db, token)
+    redeem(db, token)
+    return accounts.create_user(db, keys, name, is_admin=True)
+
+
+def invited(db: Session, token: str) -> User:
+    """The person an invitation link is for, without using the link."""
+    return _invitee(db, peek(db, token))
+
+
+def join(db: Session, token: str) -> User:
+    """Use an invitation link: the person it signs in."""
+    return _invitee(db, redeem(db, token))
+
+
+def _invitee(db: Session, invitation: Invitation) -> User:
+    user = db.get(User, invitation.user_id) if invitation.user_id else None
+    if user is None:
+        raise LinkRefused(LinkProblem.unknown)
+    return user
 
 
 def setup_link(db: Session, valid_for: timedelta) -> Issued | None:

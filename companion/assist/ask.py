@@ -155,6 +155,7 @@ def _segment_times(
 def answer(
     db: Session,
     keys: Keyring,
+    *,
     memory: Memory,
     llm: Callable[[], LLMGateway],
     group: Group,
@@ -170,7 +171,7 @@ def answer(
     language = Language(group.language)
     messages = data("memory", "answer", language)
     text = check_question(question, memory.settings)
-    found = memory.search(db, keys, group.id, text, filters, limit)
+    found = memory.search(db, keys, group_id=group.id, query=text, filters=filters, limit=limit)
     dates = _session_dates(db, group.id, {h.session_id for h in found.hits})
     # A memory whose session is gone (its removal still queued) is not evidence any more.
     hits = [h for h in found.hits if h.session_id in dates]

@@ -11,7 +11,6 @@ overridden by the model.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -21,11 +20,9 @@ from pydantic import BaseModel, Field
 
 from companion.method.phases import Language
 from companion.prompts import data
+from companion.text import normalise, words
 
-# Curly apostrophes are normalised so that cues written with ' match "l’impression".
-_APOSTROPHES = str.maketrans({"’": "'", "ʼ": "'", "‘": "'"})
 _SENTENCE = re.compile(r"[^.!?…]+[.!?…]*")
-_WORD = re.compile(r"[\w'-]+", re.UNICODE)
 
 
 class Kind(StrEnum):
@@ -72,10 +69,6 @@ def cues(language: Language) -> Cues:
         for name, f in raw["facets"].items()
     }
     return Cues(patterns, facets)
-
-
-def normalise(text: str) -> str:
-    return unicodedata.normalize("NFC", text).translate(_APOSTROPHES).strip()
 
 
 def question_key(text: str) -> str:
@@ -158,10 +151,6 @@ class Utterance:
     text: str
 
 
-def _words(text: str) -> set[str]:
-    return {w.lower().strip("'-") for w in _WORD.findall(normalise(text))}
-
-
 def undecided(clarification: list[Utterance], language: Language) -> list[str]:
     """The questions of the clarification that no cue decides (each once): the model's part."""
     found: dict[str, str] = {}
@@ -208,13 +197,13 @@ def analyse(
             )
     # A facet is clear once the exposé or an information question touches it; flagged
     # questions (advice, judgments) do not clarify anything.
-    seen = set().union(*(_words(u.text) for u in exposé)) if exposé else set()
+    seen = set().union(*(words(u.text) for u in exposé)) if exposé else set()
     for flag in flags:
         if not flag.flagged:
-            seen |= _words(flag.text)
+            seen |= set(words(flag.text))
     facets = []
-    for name, (label, words, question) in cues(language).facets.items():
-        clear = any(w in seen for w in words)
+    for name, (label, cue_words, question) in cues(language).facets.items():
+        clear = any(w in seen for w in cue_words)
         facets.append(
             Facet(name=name, label=label, clear=clear, suggestion=None if clear else question)
         )

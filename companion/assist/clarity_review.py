@@ -12,7 +12,6 @@ and tried again after `assist_retry_s` (or at once by POST …/clarity/review).
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,6 +24,7 @@ from sqlalchemy.orm import Session
 from companion.assist.clarity import Kind, Reviewed, question_key
 from companion.errors import DomainError
 from companion.llm.gateway import GroupRef, LLMGateway, Message
+from companion.locks import SessionLocks
 from companion.method.phases import Language
 from companion.prompts import data_line, prompt
 from companion.store.keyring import Keyring
@@ -99,15 +99,9 @@ def review(
 
 # --- stored reviews ------------------------------------------------------------------------
 
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-def review_lock(session_id: str) -> threading.Lock:
-    """One review of a session at a time in this process (the runner and POST share it);
-    across processes the unique (session, fingerprint) key protects."""
-    with _locks_guard:
-        return _locks.setdefault(session_id, threading.Lock())
+# One review of a session at a time in this process (the runner and POST share it); across
+# processes the unique (session, fingerprint) key protects.
+review_lock = SessionLocks()
 
 
 def fingerprint(keys: Keyring, session: CodevSession, question: str) -> str:
@@ -212,6 +206,7 @@ def due(
 def run(
     db: Session,
     keys: Keyring,
+    *,
     llm: Callable[[], LLMGateway],
     group: GroupRef,
     session: CodevSession,

@@ -7,7 +7,6 @@ regenerated once with the reasons; the client then edits and confirms one candid
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -15,14 +14,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from companion.assist.clarity import normalise
 from companion.llm.errors import ModelOutputInvalid
 from companion.llm.gateway import GroupRef, LLMGateway, Message, narrowed
 from companion.method.contract import one_sentence_problem
 from companion.method.phases import Language
 from companion.prompts import data, prompt
+from companion.text import content_word, key_words, normalise, words
 
-_WORD = re.compile(r"[\w'’-]+", re.UNICODE)
 KEY_WORDS = 10  # the client's words a candidate may reuse (any one will do)
 CANDIDATES = 3
 # Asked for beyond the candidates still missing: the checks keep the first that pass, so one
@@ -59,35 +57,9 @@ def rules(language: Language) -> Rules:
     )
 
 
-def words(text: str) -> list[str]:
-    return [w.lower().strip("'-") for w in _WORD.findall(normalise(text))]
-
-
-_ELIDED = re.compile(r"^(qu|[a-z])'|'s$")
-
-
-def _content(word: str) -> str:
-    """The word without an elided article or pronoun ("l'équipe", "j'ai") or a possessive 's."""
-    return _ELIDED.sub("", word)
-
-
 def _stem(word: str) -> str:
     # Enough to match "délègue" with "déléguer" or "delegate" with "delegating".
-    return _content(word)[:5]
-
-
-def key_words(texts: Sequence[str], language: Language, limit: int = KEY_WORDS) -> list[str]:
-    """The client's most used content words, first-seen order breaking ties."""
-    stop = rules(language).stopwords
-    counts: Counter[str] = Counter()
-    first: dict[str, int] = {}
-    for text in texts:
-        for word in map(_content, words(text)):
-            if len(word) >= 4 and word not in stop and not word.isdigit():
-                counts[word] += 1
-                first.setdefault(word, len(first))
-    ranked = sorted(counts, key=lambda w: (-counts[w], first[w]))
-    return ranked[:limit]
+    return content_word(word)[:5]
 
 
 def problems(candidate: str, language: Language, keys: Sequence[str]) -> list[str]:
@@ -160,13 +132,14 @@ def _streamed(chunks: int) -> None:
 def draft(
     gateway: LLMGateway,
     group: GroupRef,
+    *,
     language: Language,
     exposé: Sequence[str],
     clarification: Sequence[str],
     client_texts: Sequence[str],
 ) -> ContractDrafts:
     template = prompt("contract", "draft", language)
-    keys = key_words(client_texts or exposé, language)
+    keys = key_words(client_texts or exposé, rules(language).stopwords, KEY_WORDS)
     accepted: list[Candidate] = []
     rejected: list[Candidate] = []
     feedback = ""

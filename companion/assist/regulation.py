@@ -242,6 +242,7 @@ def check(answer: ModelPoints, count: int) -> tuple[list[RegulationPoint], list[
 def draft(
     gateway: LLMGateway,
     group: Group,
+    *,
     language: Language,
     session: SessionView,
     found: LearningsView,
@@ -358,6 +359,7 @@ def require_learning_phase(session: CodevSession) -> None:
 def summarise(
     db: Session,
     keys: Keyring,
+    *,
     gateway: LLMGateway,
     actor: User,
     group: Group,
@@ -374,7 +376,12 @@ def summarise(
     language = Language(group.language)
     view = sessions.view(db, keys, group, session)
     points, rejected, version = draft(
-        gateway, group, language, view, found, sessions.participants(db, session)
+        gateway,
+        group,
+        language=language,
+        session=view,
+        found=found,
+        roles=sessions.participants(db, session),
     )
     _store(db, keys, session, points, found, edited_by=None, version=version)
     audit.record(db, actor.id, group.id, "regulation.summarise", "session", session.id)

@@ -8,12 +8,11 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from companion.assist import clarity, clarity_review, contract
+from companion.assist.phase_texts import texts_of
 from companion.errors import Conflict
 from companion.llm.gateway import LLMGateway
 from companion.method.phases import Language, Phase
-from companion.sessions import content
 from companion.sessions.service import require_open, state
-from companion.speech import jobs
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Group
 
@@ -21,18 +20,12 @@ from companion.store.models import CodevSession, Group
 def utterances(
     db: Session, keys: Keyring, session: CodevSession, phase: Phase
 ) -> list[clarity.Utterance]:
-    """The texts of a phase: typed notes, then the (possibly corrected) transcript segments,
-    attributed to whoever recorded them until speakers are labelled."""
-    found = [
-        clarity.Utterance(source_id=n.id, author_id=n.author.user_id, text=n.body)
-        for n in content.notes(db, keys, session, phase)
+    """The texts of a phase, a segment attributed to whoever recorded it until speakers are
+    labelled."""
+    return [
+        clarity.Utterance(source_id=t.id, author_id=t.author_id or "", text=t.text)
+        for t in texts_of(db, keys, session, phase)
     ]
-    recorded_by = {job.id: job.uploaded_by or "" for job in jobs.jobs_of(db, session)}
-    found += [
-        clarity.Utterance(source_id=s.id, author_id=recorded_by.get(s.job_id, ""), text=s.text)
-        for s in jobs.transcript(db, keys, session, phase).segments
-    ]
-    return found
 
 
 def clarity_prompts(
@@ -85,7 +78,16 @@ def review_clarity(
         if not todo:
             return 0
         exposé = [u.text for u in utterances(db, keys, session, Phase.presentation)]
-        return clarity_review.run(db, keys, llm, group, session, language, exposé, todo)
+        return clarity_review.run(
+            db,
+            keys,
+            llm=llm,
+            group=group,
+            session=session,
+            language=language,
+            exposé=exposé,
+            questions=todo,
+        )
     finally:
         lock.release()
 
@@ -109,8 +111,8 @@ def contract_drafts(
     return contract.draft(
         gateway,
         group,
-        Language(group.language),
-        [u.text for u in exposé],
-        [u.text for u in questions],
-        client_texts,
+        language=Language(group.language),
+        exposé=[u.text for u in exposé],
+        clarification=[u.text for u in questions],
+        client_texts=client_texts,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from companion.accounts.service import get_user, user_name
@@ -65,6 +65,23 @@ def view(keys: Keyring, group: Group, my_role: Role | None = None) -> GroupView:
     )
 
 
+def role_in(db: Session, group_id: str, user_id: str) -> Role | None:
+    """The person's role in the group; None when they are not a member."""
+    member = membership(db, group_id, user_id)
+    return Role(member.role) if member is not None else None
+
+
+def view_for(db: Session, keys: Keyring, group: Group, user: User) -> GroupView:
+    """The group as `user` sees it: with their role in it, if any."""
+    return view(keys, group, role_in(db, group.id, user.id))
+
+
+def all_groups(db: Session, keys: Keyring, viewer: User) -> list[GroupView]:
+    """Every group of the deployment, oldest first (for administrators)."""
+    rows = db.scalars(select(Group).order_by(Group.created_at, Group.id)).all()
+    return [view_for(db, keys, group, viewer) for group in rows]
+
+
 def create_group(db: Session, keys: Keyring, actor: User, spec: GroupCreate) -> Group:
     group = Group(
         id=new_id(),
@@ -108,6 +125,11 @@ def delete_group(db: Session, keys: Keyring, actor: User, group: Group) -> None:
     db.execute(delete(ModelCall).where(ModelCall.group_id == group.id))
     db.delete(group)
     audit.record(db, actor.id, None, "group.delete", "group", group.id)
+    if db.get_bind().dialect.name == "sqlite":
+        # Older pages in the write-ahead log still hold the shredded key and the group's rows:
+        # commit, then fold the log into the file (secure_delete zeroes them there) and empty it.
+        db.commit()
+        db.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
 
 
 def _add(db: Session, group: Group, user_id: str, role: Role) -> Membership:
@@ -177,6 +199,23 @@ def members(db: Session, keys: Keyring, group: Group) -> list[MemberView]:
         MemberView(user_id=u.id, name=user_name(keys, u), role=m.role, joined_at=m.joined_at)
         for m, u in rows
     ]
+
+
+def member(db: Session, keys: Keyring, group: Group, user_id: str) -> MemberView:
+    """One member of the group, as `members` lists them."""
+    return next(m for m in members(db, keys, group) if m.user_id == user_id)
+
+
+def invitable(db: Session, group: Group) -> set[str]:
+    """The members a facilitator may make new sign-in links for: those who are not
+    administrators."""
+    return set(
+        db.scalars(
+            select(Membership.user_id)
+            .join(User, User.id == Membership.user_id)
+            .where(Membership.group_id == group.id, ~User.is_admin)
+        )
+    )
 
 
 def groups_of(db: Session, user: User) -> list[tuple[Group, Role]]:

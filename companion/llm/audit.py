@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
@@ -70,3 +71,9 @@ def entries(db: Session, group_id: str, limit: int = 200, offset: int = 0) -> li
         .offset(offset)
     )
     return [ModelCallView.model_validate(row, from_attributes=True) for row in db.scalars(query)]
+
+
+def latest(db: Session, group_ids: Iterable[str], most: int) -> list[ModelCallView]:
+    """The newest `most` model calls of these groups together."""
+    calls = (c for group_id in group_ids for c in entries(db, group_id, most))
+    return sorted(calls, key=lambda c: c.at, reverse=True)[:most]

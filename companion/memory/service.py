@@ -289,6 +289,7 @@ class Memory:
         self,
         db: Session,
         keys: Keyring,
+        *,
         group_id: str,
         query: str,
         filters: Filters | None = None,

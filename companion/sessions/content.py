@@ -28,7 +28,13 @@ from companion.sessions.schemas import (
     ProgressCreate,
     ProgressView,
 )
-from companion.sessions.service import person, require_open, require_running, state
+from companion.sessions.service import (
+    get_in_session,
+    person,
+    require_open,
+    require_running,
+    state,
+)
 from companion.store import outbox as memory
 from companion.store.keyring import Keyring
 from companion.store.models import (
@@ -64,16 +70,17 @@ def notes(
     if phase is not None:
         query = query.where(Note.phase == phase)
     rows = db.scalars(query.order_by(Note.created_at, Note.id)).all()
-    return [
-        NoteView(
-            id=n.id,
-            phase=Phase(n.phase),
-            author=person(db, keys, n.author_id),
-            body=keys.open(session.group_id, n, "body"),
-            created_at=n.created_at,
-        )
-        for n in rows
-    ]
+    return [note_view(db, keys, session, n) for n in rows]
+
+
+def note_view(db: Session, keys: Keyring, session: CodevSession, note: Note) -> NoteView:
+    return NoteView(
+        id=note.id,
+        phase=Phase(note.phase),
+        author=person(db, keys, note.author_id),
+        body=keys.open(session.group_id, note, "body"),
+        created_at=note.created_at,
+    )
 
 
 # --- contract ------------------------------------------------------------------------------
@@ -136,15 +143,14 @@ def add_action(
 
 
 def get_action(db: Session, session: CodevSession, action_id: str) -> Action:
-    action = db.get(Action, action_id)
-    if action is None or action.session_id != session.id:
-        raise NotFound(f"No action with id {action_id} in this session's plan.")
-    return action
+    missing = f"No action with id {action_id} in this session's plan."
+    return get_in_session(db, Action, action_id, session, missing=missing)
 
 
 def update_action(
     db: Session,
     keys: Keyring,
+    *,
     actor: User,
     session: CodevSession,
     action: Action,
@@ -169,6 +175,7 @@ def update_action(
 def add_progress(
     db: Session,
     keys: Keyring,
+    *,
     actor: User,
     session: CodevSession,
     action: Action,

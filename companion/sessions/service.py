@@ -56,8 +56,8 @@ def status(session: CodevSession) -> SessionStatus:
 
 def get_session(db: Session, group: Group, session_id: str, *, lock: bool = False) -> CodevSession:
     query = select(CodevSession).where(CodevSession.id == session_id)
-    if lock:
-        query = query.with_for_update()
+    if lock:  # and re-read: the row the access check loaded may be stale by now
+        query = query.with_for_update().execution_options(populate_existing=True)
     session = db.scalar(query)
     if session is None or session.group_id != group.id:
         raise NotFound(f"No session with id {session_id} in this group.")
@@ -149,7 +149,16 @@ def create_session(
     return session
 
 
-def move(db: Session, actor: User, session: CodevSession, phase: Phase, *, start: bool) -> None:
+def move(
+    db: Session, actor: User, group: Group, session_id: str, phase: Phase, *, start: bool
+) -> CodevSession:
+    """Start or end `phase`, with the session's row locked for the rest of the transaction."""
+    session = get_session(db, group, session_id, lock=True)
+    _move(db, actor, session, phase, start=start)
+    return session
+
+
+def _move(db: Session, actor: User, session: CodevSession, phase: Phase, *, start: bool) -> None:
     current = state(session)
     try:
         after = current.start(phase) if start else current.end(phase)

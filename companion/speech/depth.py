@@ -6,9 +6,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from companion.method.phases import Phase
-from companion.speech.jobs import LIVE, fair_order
+from companion.speech.order import fair_order
 from companion.speech.schemas import (
     GroupQueueView,
+    JobKind,
     JobStatus,
     QueueDepthView,
     QueuedJob,
@@ -16,7 +17,7 @@ from companion.speech.schemas import (
 from companion.store.models import TranscriptionJob, utcnow
 
 _UNFINISHED = (JobStatus.queued, JobStatus.running)
-_IS_LIVE = TranscriptionJob.audio_format.like(f"{LIVE}%")
+_IS_LIVE = TranscriptionJob.kind == JobKind.live
 
 
 def group_queue(db: Session, group_id: str, workers: int) -> GroupQueueView:
@@ -34,7 +35,7 @@ def group_queue(db: Session, group_id: str, workers: int) -> GroupQueueView:
             session_id=job.session_id,
             phase=Phase(job.phase),
             status=JobStatus(job.status),
-            live=job.audio_format.startswith(LIVE),
+            live=job.kind == JobKind.live,
             position=order.get(job.id),
             audio_seconds=job.audio_seconds,
             created_at=job.created_at,

@@ -1,9 +1,9 @@
 """Transcription jobs: the database is their source of truth, the queue only wakes workers.
 
 - An upload is checked, sealed to a file and recorded as a `queued` job in one request.
-- A worker claims the next job *fairly* (the group served longest ago goes first, so one
-  group's long queue never blocks another's) with a conditional update, so two workers never
-  run the same job; `attempts` identifies the claim.
+- A worker claims the next job *fairly* (companion.speech.order: the group served longest
+  ago goes first, so one group's long queue never blocks another's) with a conditional
+  update, so two workers never run the same job; `attempts` identifies the claim.
 - While it works, a heartbeat keeps the claim alive; a job whose heartbeat is older than the
   lease (its worker was killed) is queued again by `recover`, at start and every minute.
 - The transcript is written in one transaction at the end: the job's segments are deleted and
@@ -11,6 +11,8 @@
   still this worker's. A re-run therefore leaves exactly one copy of each segment.
 - The recording is deleted once the transcript is stored or the job failed, unless the group
   keeps audio (then it stays, sealed).
+
+Reading the jobs and the transcript, and correcting it, is companion.speech.transcript.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,20 +31,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from companion.audit import service as audit
 from companion.config import Settings
-from companion.errors import NotFound
-from companion.method.phases import PHASES, Phase
-from companion.sessions.service import require_open, require_running
+from companion.method.phases import Phase
+from companion.sessions.service import require_running
 from companion.speech import audio
-from companion.speech.schemas import (
-    JobStatus,
-    JobView,
-    ProvisionalView,
-    SegmentView,
-    TranscriptView,
-)
+from companion.speech.order import fair_order
+from companion.speech.schemas import JobKind, JobStatus
 from companion.speech.transcriber import Segment, Transcriber
 from companion.store import outbox as memory
-from companion.store.keyring import SYSTEM_SCOPE, KeyGone, Keyring
+from companion.store.keyring import KeyGone, Keyring
 from companion.store.models import (
     CodevSession,
     Group,
@@ -57,10 +53,8 @@ from companion.vault import IntegrityError, MasterKey
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3  # a recording that kills its worker this often is failed, not retried forever
-DEFAULT_RTF = 0.2  # seconds of work per second of audio, until done jobs say better
 PROGRESS_EVERY_S = 1.0
 ORPHAN_AGE_S = 3600  # an audio file with no job this old is a leftover of a failed request
-LIVE = "live/"  # audio_format of live jobs (companion.speech.live): no worker runs them
 
 
 class Interrupted(Exception):
@@ -88,6 +82,7 @@ class JobContext:
 def create_job(
     db: Session,
     keys: Keyring,
+    *,
     settings: Settings,
     actor: User,
     group: Group,
@@ -103,6 +98,7 @@ def create_job(
         group_id=group.id,
         session_id=session.id,
         phase=phase,
+        kind=JobKind.upload,
         uploaded_by=actor.id,
         status=JobStatus.queued,
         progress=0.0,
@@ -125,67 +121,6 @@ def create_job(
 
 
 # --- claiming, fairly -----------------------------------------------------------------------
-
-
-def fair_order(db: Session) -> list[str]:
-    """Queued job ids in the order one worker would take them.
-
-    Round robin over groups: the next job comes from the group with the fewest jobs running,
-    then the one whose last job started longest ago (never: first); within a group, oldest
-    first.
-    """
-    queued = db.execute(
-        select(TranscriptionJob.id, TranscriptionJob.group_id)
-        .where(TranscriptionJob.status == JobStatus.queued)
-        .order_by(TranscriptionJob.created_at, TranscriptionJob.id)
-    ).all()
-    if not queued:
-        return []
-    by_group: dict[str, list[str]] = {}
-    for job_id, group_id in queued:
-        by_group.setdefault(group_id, []).append(job_id)
-    groups = list(by_group)
-    # Live connections use no worker: they do not count against their group here.
-    uploads = (
-        TranscriptionJob.group_id.in_(groups),
-        TranscriptionJob.audio_format.not_like(f"{LIVE}%"),
-    )
-    last_started = dict(
-        db.execute(
-            select(TranscriptionJob.group_id, func.max(TranscriptionJob.started_at))
-            .where(*uploads)
-            .group_by(TranscriptionJob.group_id)
-        ).all()
-    )
-    running = dict(
-        db.execute(
-            select(TranscriptionJob.group_id, func.count())
-            .where(*uploads, TranscriptionJob.status == JobStatus.running)
-            .group_by(TranscriptionJob.group_id)
-        ).all()
-    )
-    epoch = datetime.min.replace(tzinfo=utcnow().tzinfo)
-    # (running, last start, first queued position) per group; a pick moves its group last.
-    rank = {
-        g: [running.get(g, 0), _aware(last_started.get(g)) or epoch, i]
-        for i, g in enumerate(groups)
-    }
-    order: list[str] = []
-    tick = 0
-    while by_group:
-        group = min(by_group, key=lambda g: tuple(rank[g]))
-        order.append(by_group[group].pop(0))
-        if not by_group[group]:
-            del by_group[group]
-        tick += 1
-        rank[group][1] = utcnow() + timedelta(days=3650, seconds=tick)
-    return order
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:  # SQLite's max() comes back naive
-        return value.replace(tzinfo=utcnow().tzinfo)
-    return value
 
 
 def claim_next(factory: sessionmaker[Session]) -> tuple[str, int] | None:
@@ -301,7 +236,15 @@ def run_claimed(ctx: JobContext, job_id: str, attempt: int) -> None:
                 raise JobFailed(
                     f"The stored recording failed its integrity check ({exc})."
                 ) from exc
-            segments = _collect(ctx, job_id, attempt, seconds, language, recording, beat)
+            segments = _collect(
+                ctx,
+                job_id,
+                attempt=attempt,
+                seconds=seconds,
+                language=language,
+                recording=recording,
+                beat=beat,
+            )
         if not segments:
             raise JobFailed(
                 "No speech was found in the recording (only silence or noise); check the "
@@ -337,6 +280,7 @@ def _reason(exc: Exception) -> str:
 def _collect(
     ctx: JobContext,
     job_id: str,
+    *,
     attempt: int,
     seconds: float,
     language: str,
@@ -455,7 +399,7 @@ def recover(ctx: JobContext) -> int:
             )
         ).all()
         for job in abandoned:
-            if job.audio_format.startswith(LIVE):
+            if job.kind == JobKind.live:
                 _close_live(db, job)  # its audio was in the dead process: keep what was stored
             elif job.attempts >= MAX_ATTEMPTS:
                 job.status = JobStatus.failed
@@ -512,200 +456,3 @@ def _sweep_orphans(ctx: JobContext) -> None:
         status, keep = known.get(path.stem, (None, False))
         if status is None or (status in (JobStatus.done, JobStatus.failed) and not keep):
             path.unlink(missing_ok=True)
-
-
-# --- views ----------------------------------------------------------------------------------
-
-
-def get_job(db: Session, session: CodevSession, job_id: str) -> TranscriptionJob:
-    job = db.get(TranscriptionJob, job_id)
-    if job is None or job.session_id != session.id:
-        raise NotFound(f"No transcription job with id {job_id} in this session.")
-    return job
-
-
-def _rtf(db: Session) -> float:
-    """Seconds of work per second of audio over the latest done jobs."""
-    rows = db.execute(
-        select(
-            TranscriptionJob.started_at,
-            TranscriptionJob.finished_at,
-            TranscriptionJob.audio_seconds,
-        )
-        .where(
-            TranscriptionJob.status == JobStatus.done,
-            TranscriptionJob.started_at.is_not(None),
-            TranscriptionJob.audio_format.not_like(f"{LIVE}%"),  # they last as long as speech
-        )
-        .order_by(TranscriptionJob.finished_at.desc())
-        .limit(20)
-    ).all()
-    work = sum((f - s).total_seconds() for s, f, _ in rows if s and f)
-    heard = sum(a for _, _, a in rows)
-    return work / heard if heard > 0 and work > 0 else DEFAULT_RTF
-
-
-def job_view(db: Session, job: TranscriptionJob, workers: int = 1) -> JobView:
-    now = utcnow()
-    status = JobStatus(job.status)
-    rtf = _rtf(db)
-    eta: float | None = None
-    position: int | None = None
-    if job.audio_format.startswith(LIVE):
-        pass  # transcribed while it is said: no queue, no ETA
-    elif status is JobStatus.running and job.started_at is not None:
-        elapsed = (now - job.started_at).total_seconds()
-        if job.progress >= 0.05:
-            eta = elapsed * (1 - job.progress) / job.progress
-        else:
-            eta = max(job.audio_seconds * rtf - elapsed, 1.0)
-    elif status is JobStatus.queued:
-        order = fair_order(db)
-        position = order.index(job.id) if job.id in order else None
-        ahead = order[: position or 0]
-        ahead_seconds = (
-            db.scalar(
-                select(func.coalesce(func.sum(TranscriptionJob.audio_seconds), 0.0)).where(
-                    TranscriptionJob.id.in_(ahead)
-                )
-            )
-            if ahead
-            else 0.0
-        )
-        eta = (float(ahead_seconds or 0.0) / max(workers, 1) + job.audio_seconds) * rtf
-    count = db.scalar(select(func.count()).where(TranscriptSegment.job_id == job.id))
-    return JobView(
-        id=job.id,
-        group_id=job.group_id,
-        session_id=job.session_id,
-        phase=Phase(job.phase),
-        status=status,
-        progress=round(job.progress, 4),
-        percent=int(job.progress * 100),
-        eta_seconds=round(eta, 1) if eta is not None else None,
-        queue_position=position,
-        audio_seconds=job.audio_seconds,
-        audio_format=job.audio_format,
-        audio_kept=job.audio_kept,
-        segments=int(count or 0),
-        error=job.error,
-        attempts=job.attempts,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-    )
-
-
-def jobs_of(db: Session, session: CodevSession) -> list[TranscriptionJob]:
-    return list(
-        db.scalars(
-            select(TranscriptionJob)
-            .where(TranscriptionJob.session_id == session.id)
-            .order_by(TranscriptionJob.created_at, TranscriptionJob.id)
-        )
-    )
-
-
-def _segment_view(keys: Keyring, group_id: str, row: TranscriptSegment) -> SegmentView:
-    return SegmentView(
-        id=row.id,
-        job_id=row.job_id,
-        phase=Phase(row.phase),
-        index=row.position,
-        start=row.start_s,
-        end=row.end_s,
-        text=keys.open(group_id, row, "text"),
-        speaker=keys.open(group_id, row, "speaker") if row.speaker_sealed else None,
-        edited=row.edited,
-        updated_at=row.updated_at,
-    )
-
-
-def transcript(
-    db: Session, keys: Keyring, session: CodevSession, phase: Phase | None = None
-) -> TranscriptView:
-    """Done jobs' segments, and live ones' as they are stored. Within a phase: an upload at
-    its upload time, a live segment at the time it was said, so several participants' live
-    streams interleave."""
-    query = (
-        select(TranscriptSegment, TranscriptionJob.created_at, TranscriptionJob.audio_format)
-        .join(TranscriptionJob, TranscriptionJob.id == TranscriptSegment.job_id)
-        .where(
-            TranscriptSegment.session_id == session.id,
-            (TranscriptionJob.status == JobStatus.done)
-            | TranscriptionJob.audio_format.like(f"{LIVE}%"),
-        )
-    )
-    if phase is not None:
-        query = query.where(TranscriptSegment.phase == phase)
-    rows = list(db.execute(query).all())
-    order = {p.value: i for i, p in enumerate(PHASES)}
-
-    def when(seg: TranscriptSegment, created: datetime, fmt: str) -> datetime:
-        return created + timedelta(seconds=seg.start_s if fmt.startswith(LIVE) else 0)
-
-    rows.sort(key=lambda r: (order[r[0].phase], when(*r), r[0].job_id, r[0].position))
-    pending_query = select(func.count()).where(
-        TranscriptionJob.session_id == session.id,
-        TranscriptionJob.status.in_([JobStatus.queued, JobStatus.running]),
-    )
-    if phase is not None:
-        pending_query = pending_query.where(TranscriptionJob.phase == phase)
-    return TranscriptView(
-        session_id=session.id,
-        phase=phase,
-        segments=[_segment_view(keys, session.group_id, r[0]) for r in rows],
-        pending_jobs=int(db.scalar(pending_query) or 0),
-        provisional=_provisional(db, keys, session, phase),
-    )
-
-
-def _provisional(
-    db: Session, keys: Keyring, session: CodevSession, phase: Phase | None
-) -> list[ProvisionalView]:
-    """The running live jobs' provisional texts (companion.speech.live), oldest stream first."""
-    query = (
-        select(TranscriptionJob, User)
-        .outerjoin(User, User.id == TranscriptionJob.uploaded_by)
-        .where(
-            TranscriptionJob.session_id == session.id,
-            TranscriptionJob.status == JobStatus.running,
-            TranscriptionJob.provisional_sealed.is_not(None),
-        )
-        .order_by(TranscriptionJob.created_at, TranscriptionJob.id)
-    )
-    if phase is not None:
-        query = query.where(TranscriptionJob.phase == phase)
-    return [
-        ProvisionalView(
-            job_id=job.id,
-            phase=Phase(job.phase),
-            speaker=keys.open(SYSTEM_SCOPE, user, "name") if user is not None else None,
-            text=keys.open(session.group_id, job, "provisional"),
-            updated_at=job.provisional_at or job.created_at,
-        )
-        for job, user in db.execute(query).all()
-    ]
-
-
-def edit_segment(
-    db: Session,
-    keys: Keyring,
-    actor: User,
-    session: CodevSession,
-    segment_id: str,
-    text: str,
-) -> SegmentView:
-    """A participant corrects a segment; the transcript keeps the corrected text."""
-    require_open(session)
-    row = db.get(TranscriptSegment, segment_id)
-    if row is None or row.session_id != session.id:
-        raise NotFound(f"No transcript segment with id {segment_id} in this session.")
-    keys.seal(session.group_id, row, "text", text)
-    row.edited = True
-    row.edited_by = actor.id
-    row.updated_at = utcnow()
-    db.flush()
-    memory.enqueue(db, session.group_id, "segment", row.id)
-    audit.record(db, actor.id, session.group_id, "transcript.edit", "transcript_segment", row.id)
-    return _segment_view(keys, session.group_id, row)

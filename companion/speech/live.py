@@ -1,6 +1,6 @@
 """Live mode: one participant's audio of a running phase, transcribed while it arrives.
 
-A connection is a transcription job (`audio_format` `live/pcm16` or `live/webm`, uploaded by
+A connection is a `live` transcription job (`audio_format` `live/pcm16` or `live/webm`, by
 the participant) that is `running` from its start: no worker claims it, a heartbeat thread
 keeps it alive, and each pass stores the segments it made final at once, sealed, with the
 participant's name as the speaker, in the same table as uploads (so the transcript,
@@ -10,18 +10,21 @@ instead, `jobs.recover` closes the job and keeps what was stored.
 
 Provisional text. A word becomes final a window to a hold after it was said (20 s then 4 s by
 default); meanwhile, every DRAFT_EVERY_S of new audio, a draft pass transcribes the audio not
-final yet (at most a window of it) with greedy decoding (beam 1, one temperature, no
-timestamps: `WhisperTranscriber(greedy=True)`, the same loaded model) and stores its text on the job, sealed
-with the group's key (`provisional_sealed`, `provisional_at`), so every page of the room reads
-it from the database (the transcript's `provisional`), whichever process serves it. It is
-cleared when segments become final (they replace it; a draft of what is left follows at once)
-and when the job ends. A draft never runs while a pass of the same connection does (the same
-lock), and is skipped when the machine or the stream is behind: the next draft waits for at
-least DRAFT_DUTY times the wall time the last one took (a connection drafts at most half of
-the time), and none runs while the audio arrives faster than it is said (a backlog, which
-the passes take soon anyway), nor while a pass of any connection of the process runs (they
-share the model: the final text comes first). An executor that offers no draft (a stand-in without a `draft`
-attribute) makes no provisional text.
+final yet (at most a window of it) with greedy decoding over the audio's own length
+(`WhisperTranscriber(greedy=True)`) on a model of its own with DRAFT_THREADS threads, and
+stores its text on the job, sealed with the group's key (`provisional_sealed`,
+`provisional_at`), so every page of the room reads it from the database (the transcript's
+`provisional`), whichever process serves it. Drafts run alongside the passes: a pass takes
+seconds (beam search over a whole window), and what is said meanwhile would otherwise wait
+for it. A draft that a pass made stale while it ran (its start became final) keeps only what
+follows the pass's last final words, or is dropped if they are not in it. The text is
+cleared when segments become final (they replace it; a draft of what is left follows at
+once) and when the job ends (the end's pass does not wait for a draft under way). Drafts are
+skipped when the machine or the stream is behind: one draft at a time in the process, none
+while more than one pass runs in it (the final text comes first), the next draft waits for
+at least DRAFT_DUTY times the wall time the last one took, and none runs while the audio
+arrives faster than it is said (a backlog, which the passes take soon anyway). An executor
+that offers no draft (a stand-in without a `draft` attribute) makes no provisional text.
 
 The audio is written to disk only when the group keeps audio (the setting uploads honour,
 read when the connection opens and again at its end): the decoded samples are then held in
@@ -43,7 +46,7 @@ import time
 import wave
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +59,7 @@ from companion.errors import DomainError
 from companion.method.phases import Phase
 from companion.sessions.service import require_running
 from companion.speech import audio, jobs
-from companion.speech.schemas import JobStatus
+from companion.speech.schemas import JobKind, JobStatus
 from companion.speech.stitch import Draft, Stitcher
 from companion.speech.stream import RATE, Decoder, StreamBroken
 from companion.speech.transcriber import (
@@ -85,11 +88,13 @@ DRAFT_DUTY = 1.0  # ...and at least this many times the wall time the last draft
 MIN_DRAFT_S = 1.0  # less audio not final than this is not worth a draft
 BACKLOG_S = 1.5  # audio this far ahead of the pace it is said: no draft
 ARRIVALS_S = 10.0  # the frames of this many last seconds tell the pace
+DRAFT_THREADS = 1  # the drafts' model: one core, beside the passes' (speech_cpu_threads)
 
 
 class _Finals:
-    """How many passes run in this process: drafts wait for them (the passes make the text
-    final; a draft only shows it early). Scheduling only: nothing stored depends on it."""
+    """How many passes run in this process: drafts give way when more than one does (the
+    passes make the text final; a draft only shows it early). Scheduling only: nothing stored
+    depends on it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -107,15 +112,18 @@ class _Finals:
 
 
 FINALS = _Finals()
+DRAFTING = threading.Lock()  # one draft at a time in the process
 
 
 def drafter(transcriber: Transcriber) -> Transcriber | None:
-    """The executor of the draft passes for the passes' one: greedy Whisper for Whisper, a
-    stand-in's own `draft` when it has one, else none (no provisional text)."""
+    """The executor of the draft passes for the passes' one: greedy Whisper on a model of its
+    own for Whisper, a stand-in's own `draft` when it has one, else none (no provisional
+    text)."""
     if isinstance(transcriber, WhisperTranscriber):
-        return WhisperTranscriber(transcriber.spec, greedy=True)
+        spec = replace(transcriber.spec, cpu_threads=DRAFT_THREADS)
+        return WhisperTranscriber(spec, greedy=True)
     if isinstance(transcriber, ConfiguredWhisper):
-        return ConfiguredWhisper(transcriber.settings, greedy=True)
+        return ConfiguredWhisper(transcriber.settings, greedy=True, threads=DRAFT_THREADS)
     draft = getattr(transcriber, "draft", None)
     return draft if draft is not None and hasattr(draft, "transcribe") else None
 
@@ -145,6 +153,7 @@ def open_job(
         group_id=group.id,
         session_id=session.id,
         phase=phase,
+        kind=JobKind.live,
         uploaded_by=actor.id,
         status=JobStatus.running,
         progress=0.0,
@@ -196,7 +205,9 @@ class LiveRecording:
     drafts: int = 0  # draft passes run
     _audio: bytearray = field(default_factory=bytearray, repr=False)  # PCM16, when kept
     _beat: jobs.Heartbeat | None = field(default=None, repr=False)
-    _busy: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _busy: threading.Lock = field(default_factory=threading.Lock, repr=False)  # passes
+    _drafting: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _text: threading.Lock = field(default_factory=threading.Lock, repr=False)  # provisional
     _drafted_to: float = field(default=float("-inf"), repr=False)  # heard at the last draft
     _draft_took: float = field(default=0.0, repr=False)  # wall seconds of the last draft
     _arrivals: deque[tuple[float, float]] = field(default_factory=deque, repr=False)
@@ -245,7 +256,9 @@ class LiveRecording:
 
     def draft_due(self) -> bool:
         """A draft pass is worth running now (see the module's docstring)."""
-        if self.draft is None or self.closed or self.stitcher.ready() or FINALS.running:
+        if self.draft is None or self.closed or self._drafting.locked():
+            return False
+        if FINALS.running > 1 or DRAFTING.locked():
             return False
         if self.stitcher.pending_s < MIN_DRAFT_S:
             return False
@@ -277,43 +290,62 @@ class LiveRecording:
         with self._busy:
             if self.closed:
                 return []
+            started = time.monotonic()
             with FINALS.one():
                 segments = self.stitcher.step()
+            log.debug(
+                "Live job %s: a pass made %d segments final in %.2f s",
+                self.job_id,
+                len(segments),
+                time.monotonic() - started,
+            )
             return self._store(segments, done=False)
 
     def make_draft(self) -> Draft | None:
-        """One draft pass, its text stored on the job, sealed (None: closed, no executor, or
-        the same text as the one stored)."""
-        with self._busy:
-            if self.closed or self.draft is None:
+        """One draft pass, its text stored on the job, sealed (None: closed, no executor, no
+        draft slot free, stale, or the same text as the one stored). May run while a pass
+        does."""
+        with self._drafting:
+            if self.closed or self.draft is None or not DRAFTING.acquire(blocking=False):
                 return None
-            started = time.monotonic()
-            draft = self.stitcher.draft(self.draft)
-            self._draft_took = time.monotonic() - started
-            self._drafted_to = draft.end
+            try:
+                started = time.monotonic()
+                draft = self.stitcher.draft(self.draft)
+                self._draft_took = time.monotonic() - started
+            finally:
+                DRAFTING.release()
             self.drafts += 1
             log.debug(
-                "Live job %s: a draft of %.1f s of audio took %.2f s",
+                "Live job %s: a draft of %.1f-%.1f s took %.2f s",
                 self.job_id,
-                draft.end - draft.start,
+                draft.start,
+                draft.end,
                 self._draft_took,
             )
-            if draft.text == self.provisional:
-                return None
-            with self.ctx.sessions() as db, db.begin():
-                job = db.scalar(
-                    select(TranscriptionJob)
-                    .where(*jobs.ours(self.job_id, ATTEMPT))  # type: ignore[arg-type]
-                    .with_for_update()
-                )
-                if job is None:
-                    raise Lost()
-                if draft.text:
-                    Keyring(db, self.ctx.master).seal(self.group_id, job, "provisional", draft.text)
-                    job.provisional_at = utcnow()
-                else:
-                    job.provisional_sealed = job.provisional_at = None
-            self.provisional = draft.text
+            with self._text:
+                current = None if self.closed else self.stitcher.rebase(draft)
+                if current is None:
+                    log.debug("Live job %s: the draft was stale", self.job_id)
+                    return None  # a pass made part of it final meanwhile: a new draft follows
+                draft = current
+                self._drafted_to = draft.end
+                if draft.text == self.provisional:
+                    return None
+                with self.ctx.sessions() as db, db.begin():
+                    job = db.scalar(
+                        select(TranscriptionJob)
+                        .where(*jobs.ours(self.job_id, ATTEMPT))  # type: ignore[arg-type]
+                        .with_for_update()
+                    )
+                    if job is None:
+                        raise Lost()
+                    if draft.text:
+                        keys = Keyring(db, self.ctx.master)
+                        keys.seal(self.group_id, job, "provisional", draft.text)
+                        job.provisional_at = utcnow()
+                    else:
+                        job.provisional_sealed = job.provisional_at = None
+                self.provisional = draft.text
             return draft
 
     def finish(self) -> list[Final]:
@@ -339,7 +371,8 @@ class LiveRecording:
     def _store(self, segments: list[Segment], done: bool) -> list[Final]:
         written: list[Path] = []
         try:
-            return self._store_in(segments, done, written)
+            with self._text:  # a draft's text is written before or after, never between
+                return self._store_in(segments, done, written)
         except BaseException:
             for path in written:  # the job does not say it is kept: no file either
                 path.unlink(missing_ok=True)

@@ -1,3 +1,5 @@
+"""The speech API's shapes: job states and kinds, jobs, segments, the transcript, the queue."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -14,6 +16,14 @@ class JobStatus(StrEnum):
     running = "running"
     done = "done"
     failed = "failed"
+
+
+class JobKind(StrEnum):
+    """How a job's audio came: a recording for the workers, or a live connection that
+    transcribes it as it is said (no worker, no queue)."""
+
+    upload = "upload"
+    live = "live"
 
 
 class JobView(BaseModel):

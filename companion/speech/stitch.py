@@ -12,8 +12,10 @@ the previous text as a prompt: on repetitive speech Whisper echoed the prompt in
 At the end the rest
 (under a window) is transcribed once: the phase is never transcribed again as a whole.
 
-Between passes, `draft` gives provisional text for the audio not final yet (at most its last
-`window_s`), by a cheaper executor; it changes nothing of what becomes final.
+Meanwhile, `draft` gives provisional text for the audio not final yet (at most its last
+`window_s`), by a cheaper executor; it changes nothing of what becomes final, and may run while
+a pass does: a draft says which cut it started from (`cuts`), so a draft that a pass made
+stale (its start is final now) can be told, and cut after the pass's last final words.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from companion.speech.transcriber import Segment, Transcriber
 PAUSE_S = 0.3  # a gap between two words this long is a good place to cut
 SEAM_S = 1.0  # words a pass hears this close to its start may repeat the ones before the cut
 SEAM_WORDS = 3
+REBASE_WORDS = 2  # a stale draft is cut after at least this many of the last final words
 MADE_UP_WORDS = 4  # a segment this long...
 MAX_WORDS_PER_S = 8.0  # ...said faster than this is text Whisper made up over silence
 MIN_PASS_S = 0.3  # less audio than this is not worth a pass
@@ -55,6 +58,7 @@ class Draft:
     start: float
     end: float
     text: str
+    cuts: int = 0  # the stitcher's `cuts` when the draft started
 
 
 def _norm(text: str) -> str:
@@ -84,6 +88,7 @@ class Stitcher:
         self.window_s = window_s
         self.hold_s = min(hold_s, window_s / 2)
         self.offset = 0.0  # stream seconds of the first sample not final yet
+        self.cuts = 0  # passes that moved `offset`
         self.heard = 0.0  # stream seconds received
         self._chunks: list[np.ndarray] = []
         self._lock = threading.Lock()
@@ -128,33 +133,53 @@ class Stitcher:
             rest = np.concatenate(self._chunks)[drop:]
             self._chunks = [rest] if rest.size else []
             self.offset = start + drop / RATE
-        self._tail = (self._tail + [_norm(u.text) for u in kept])[-SEAM_WORDS:]
+            self.cuts += 1
+            self._tail = (self._tail + [_norm(u.text) for u in kept])[-SEAM_WORDS:]
         return _segments(kept)
 
     def draft(self, transcriber: Transcriber) -> Draft:
         """Provisional text of the audio not final yet, at most its last `window_s` (blocking:
-        it runs `transcriber`, meant to be a cheaper setting than the passes'). Not at the same
-        time as `step`: the caller runs one at a time."""
+        it runs `transcriber`, meant to be a cheaper setting than the passes'). May run while
+        `step` does (one draft at a time); stale once `cuts` moved past the draft's."""
         with self._lock:
             audio = np.concatenate(self._chunks) if self._chunks else EMPTY
             self._chunks = [audio] if audio.size else []
-            start = self.offset
+            start, cuts, tail = self.offset, self.cuts, self._tail
         end = start + audio.size / RATE
         window = int(self.window_s * RATE)
-        if audio.size > window:
+        at_cut = audio.size <= window
+        if not at_cut:
             audio, start = audio[-window:], end - window / RATE
         if audio.size < MIN_PASS_S * RATE or peak(audio) < SILENCE_PEAK:
-            return Draft(start, end, "")
+            return Draft(start, end, "", cuts)
         said = transcriber.transcribe(wav(audio), self.language)
         text = re.sub(r"\s+", " ", " ".join(s.text for s in said if not _made_up(s))).strip()
-        if start == self.offset and self._tail:  # the last final words heard again at the cut
+        if at_cut and tail:  # the last final words heard again at the cut
             heard = text.split()
             lead = [_norm(w) for w in heard[:SEAM_WORDS]]
-            for n in range(min(len(lead), len(self._tail)), 0, -1):
-                if self._tail[-n:] == lead[:n]:
+            for n in range(min(len(lead), len(tail)), 0, -1):
+                if tail[-n:] == lead[:n]:
                     text = " ".join(heard[n:])
                     break
-        return Draft(start, end, text)
+        return Draft(start, end, text, cuts)
+
+    def rebase(self, draft: Draft) -> Draft | None:
+        """`draft` made current after the pass that ran beside it: what follows the last final
+        words in its text (it began at the previous cut, so it holds them), or None when they
+        cannot be found in it or more than one pass ran meanwhile."""
+        with self._lock:
+            cuts, offset, tail = self.cuts, self.offset, self._tail
+        if draft.cuts == cuts:
+            return draft
+        if draft.cuts != cuts - 1 or not tail:
+            return None
+        heard = draft.text.split()
+        said = [_norm(w) for w in heard]
+        for n in range(min(SEAM_WORDS, len(tail)), REBASE_WORDS - 1, -1):
+            for i in range(len(said) - n, -1, -1):
+                if said[i : i + n] == tail[-n:]:
+                    return Draft(offset, draft.end, " ".join(heard[i + n :]), cuts)
+        return None
 
     def _transcribe(self, audio: np.ndarray, start: float) -> list[_Unit]:
         if audio.size < MIN_PASS_S * RATE or peak(audio) < SILENCE_PEAK:

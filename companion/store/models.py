@@ -276,7 +276,8 @@ class TranscriptionJob(Base):
     """One recording of a phase on its way to a transcript. Ids, states and numbers only.
 
     `attempts` counts the claims by a worker; `heartbeat_at` is refreshed while one works, so
-    a job whose worker died (no heartbeat for the lease) is queued again.
+    a job whose worker died (no heartbeat for the lease) is queued again. `kind` says whether
+    a worker runs it (`upload`) or a live connection does (`live`, companion.speech.live).
     """
 
     __tablename__ = "transcription_jobs"
@@ -284,6 +285,8 @@ class TranscriptionJob(Base):
     group_id: Mapped[str] = _group_fk()
     session_id: Mapped[str] = _session_fk()
     phase: Mapped[str] = mapped_column(String(20))
+    # companion.speech.schemas.JobKind; the store sits below the speech package.
+    kind: Mapped[str] = mapped_column(String(10), default="upload", server_default="upload")
     uploaded_by: Mapped[str | None] = mapped_column(String(36))
     status: Mapped[str] = mapped_column(String(10), index=True)  # queued|running|done|failed
     progress: Mapped[float] = mapped_column(Float, default=0.0)  # fraction of the audio done

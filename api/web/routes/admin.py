@@ -12,40 +12,26 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
 
-from api.deps import AdminUser, DbSession, KeysDep, app_state
-from api.routes.health import readiness
-from api.routes.transcripts import get_speech
+from api.deps import AdminUser, AppStateDep, DbSession, KeysDep, SpeechDep
 from api.web.deps import Viewer
 from api.web.render import render
 from companion.accounts import service as accounts
 from companion.groups import service as groups
-from companion.groups.schemas import GroupView, Role
 from companion.llm import audit as model_calls
 from companion.speech import depth
-from companion.store.models import Group, User
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
 MOST_CALLS = 200
 
 
-def _groups(db: DbSession, keys: KeysDep, admin: User) -> list[GroupView]:
-    rows = db.scalars(select(Group).order_by(Group.created_at, Group.id)).all()
-    views = []
-    for group in rows:
-        member = groups.membership(db, group.id, admin.id)
-        views.append(groups.view(keys, group, Role(member.role) if member else None))
-    return views
-
-
 @router.get("", response_class=HTMLResponse)
 def people_and_groups(
     request: Request, _me: Viewer, admin: AdminUser, db: DbSession, keys: KeysDep
 ) -> Response:
-    people = [accounts.view(keys, u) for u in db.query(User).order_by(User.created_at).all()]
-    context = {"people": people, "groups": _groups(db, keys, admin), "tab": "people"}
+    people = accounts.users(db, keys)
+    context = {"people": people, "groups": groups.all_groups(db, keys, admin), "tab": "people"}
     return render(request, "pages/admin.html", context)
 
 
@@ -56,19 +42,16 @@ def model_call_audit(
     admin: AdminUser,
     db: DbSession,
     keys: KeysDep,
+    *,
     group_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     """What GET /groups/{id}/model-calls answers an administrator, for one group or all."""
-    known = _groups(db, keys, admin)
+    known = groups.all_groups(db, keys, admin)
     names = {g.id: g.name for g in known}
     chosen = [group_id] if group_id else list(names)
     if group_id:
         groups.get_group(db, group_id)  # 404 for an unknown group, as the API answers
-    calls = sorted(
-        (c for gid in chosen for c in model_calls.entries(db, gid, MOST_CALLS)),
-        key=lambda c: c.at,
-        reverse=True,
-    )[:MOST_CALLS]
+    calls = model_calls.latest(db, chosen, MOST_CALLS)
     context = {
         "calls": calls,
         "groups": known,
@@ -93,13 +76,20 @@ def llm_status(state: str) -> str:
 
 
 @router.get("/system", response_class=HTMLResponse)
-def system(request: Request, _me: Viewer, _admin: AdminUser, db: DbSession) -> Response:
+def system(
+    request: Request,
+    _me: Viewer,
+    _admin: AdminUser,
+    db: DbSession,
+    *,
+    state: AppStateDep,
+    speech: SpeechDep,
+) -> Response:
     """Readiness (the checks of /readyz) and the transcription queue (GET
     /transcription-queue)."""
-    ready = readiness(app_state(request))
+    ready = state.readiness()
     llm: str = ready["llm"]
     queue: Any = None
-    speech = get_speech(request)
     try:
         messages = int(speech.huey.pending_count())
     except Exception:  # the queue's store is unreadable: the page says so, the rest still shows

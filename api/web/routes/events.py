@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from api.deps import SessionMember, app_state
+from api.deps import AppStateDep, SessionMember
 from companion.groups import service as groups
 from companion.sessions import changes
 
@@ -27,8 +27,9 @@ RETRY_MS = 2000  # the browser's wait before it reconnects
 
 
 @router.get("/groups/{group_id}/sessions/{session_id}/events", response_class=EventSourceResponse)
-async def session_events(ctx: SessionMember, request: Request) -> AsyncIterator[ServerSentEvent]:
-    state = app_state(request)
+async def session_events(
+    ctx: SessionMember, state: AppStateDep, request: Request
+) -> AsyncIterator[ServerSentEvent]:
     session_id, group_id, user_id = ctx.session.id, ctx.group.id, ctx.user.id
 
     def read() -> dict[str, str]:

@@ -10,8 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from api.deps import DbSession, GroupMember, KeysDep
-from api.routes.memory import get_memory
+from api.deps import DbSession, GroupMember, KeysDep, get_memory
 from api.web.deps import Viewer
 from api.web.render import language, render
 from companion.assist import followup
@@ -24,7 +23,6 @@ from companion.memory.service import Filters
 from companion.method.phases import PHASES, Language
 from companion.sessions import service as sessions
 from companion.sessions.schemas import SessionStatus
-from companion.store.models import User
 
 router = APIRouter(include_in_schema=False)
 
@@ -34,9 +32,12 @@ MEMORY_KINDS = [kind.value for kind in MemoryKind]
 def _search(
     request: Request, db: DbSession, keys: KeysDep, group_id: str, q: str
 ) -> dict[str, Any]:
-    """What GET …/memory/search answers, or why it cannot (the memory may be off or down)."""
+    """What GET …/memory/search answers, or why it cannot (the memory may be off or down).
+
+    The memory is looked up here, not declared as `MemoryDep`: the page shows without it."""
     try:
-        found = get_memory(request).search(db, keys, group_id, q, Filters(), 10)
+        memory = get_memory(request)
+        found = memory.search(db, keys, group_id=group_id, query=q, filters=Filters(), limit=10)
     except DomainError as exc:
         return {"query": q, "hits": None, "problem": str(exc)}
     return {"query": q, "hits": found.hits, "pending": found.pending, "problem": None}
@@ -49,14 +50,13 @@ def group_page(
     ctx: GroupMember,
     db: DbSession,
     keys: KeysDep,
+    *,
     q: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
     group = ctx.group
     lang = Language(language(request, group.language))
     facilitator = ctx.role is Role.facilitator
     members = groups.members(db, keys, group)
-    # A facilitator may make new links for the members who are not administrators.
-    invitable = {m.user_id for m in members if (u := db.get(User, m.user_id)) and not u.is_admin}
     cycle = cycles.open_cycle(db, group)
     rotation = cycles.proposal(db, keys, group, cycle) if cycle is not None else None
     views = [sessions.view(db, keys, group, s) for s in sessions.sessions_of(db, group)]
@@ -64,7 +64,8 @@ def group_page(
         "group": groups.view(keys, group, ctx.role),
         "facilitator": facilitator,
         "members": members,
-        "invitable": invitable if (facilitator or me.is_admin) else set(),
+        # A facilitator may make new links for the members who are not administrators.
+        "invitable": groups.invitable(db, group) if (facilitator or me.is_admin) else set(),
         "follow": followup.follow_up(db, keys, group),
         "cycle": cycles.view(db, cycle) if cycle is not None else None,
         "cycle_count": len(cycles.cycles(db, group)),

@@ -14,6 +14,8 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, Response
 
 from api.deps import (
+    AppStateDep,
+    AssistDep,
     DbSession,
     EmbedDep,
     KeysDep,
@@ -36,7 +38,7 @@ from companion.method.phases import Language, Phase
 from companion.sessions import content
 from companion.sessions import service as sessions
 from companion.sessions.schemas import SessionView
-from companion.speech import jobs
+from companion.speech import transcript as jobs
 
 router = APIRouter(include_in_schema=False)
 
@@ -131,10 +133,13 @@ def clarity_panel(
     request: Request,
     db: DbSession,
     keys: KeysDep,
+    *,
+    state: AppStateDep,
+    assist: AssistDep,
     background: BackgroundTasks,
     part: Literal["all", "alerts"] = "all",
 ) -> Response:
-    clarity = assist_routes.clarity_prompts(ctx, db, keys, request, background)
+    clarity = assist_routes.clarity_prompts(ctx, db, keys, state, assist, background)
     return _page(request, "partials/room_clarity.html", db, keys, ctx, clarity=clarity, part=part)
 
 
@@ -159,12 +164,14 @@ def ideas_panel(
 
 
 @router.get(ROOM + "/panels/synthesis", response_class=HTMLResponse)
-def synthesis_panel(ctx: SessionClient, request: Request, db: DbSession, keys: KeysDep) -> Response:
+def synthesis_panel(
+    ctx: SessionClient, request: Request, state: AppStateDep, db: DbSession, keys: KeysDep
+) -> Response:
     """The client's draft: the outline at once, the model's part when made."""
     draft: SynthesisView | None = None
     why: str | None = None
     try:
-        draft = synthesis_routes.read_synthesis(ctx, request, db, keys)
+        draft = synthesis_routes.read_synthesis(ctx, state, db, keys)
     except Conflict as exc:
         why = str(exc)
     return _page(request, "partials/room_synthesis.html", db, keys, ctx, draft=draft, why=why)

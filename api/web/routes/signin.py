@@ -13,12 +13,13 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from api.deps import SESSION_COOKIE, DbSession, KeysDep, app_state, web_session
+from api.deps import SESSION_COOKIE, AppStateDep, DbSession, KeysDep, web_session
 from api.web.i18n import LANGUAGES
 from api.web.render import LANG_COOKIE, render
 from companion.accounts import service as accounts
 from companion.accounts import signin
 from companion.audit import service as audit
+from companion.config import Settings
 from companion.errors import Forbidden
 from companion.store.models import User
 from companion.text import Name
@@ -26,8 +27,7 @@ from companion.text import Name
 router = APIRouter(include_in_schema=False)
 
 
-def _signed_in(request: Request, db: DbSession, user: User) -> Response:
-    settings = app_state(request).settings
+def _signed_in(settings: Settings, db: DbSession, user: User) -> Response:
     opened = signin.open_session(db, user, timedelta(days=settings.web_session_days))
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
@@ -44,44 +44,31 @@ def _signed_in(request: Request, db: DbSession, user: User) -> Response:
 
 @router.get("/setup/{token}", response_class=HTMLResponse)
 def setup_page(token: str, request: Request, db: DbSession) -> Response:
-    invitation = signin.peek(db, token)
-    if invitation.user_id is not None or not signin.needs_setup(db):
-        raise signin.LinkRefused(signin.LinkProblem.used)
+    signin.setup_invitation(db, token)
     return render(request, "pages/setup.html", {"token": token})
 
 
 @router.post("/setup/{token}")
 def setup(
-    token: str, name: Annotated[Name, Form()], request: Request, db: DbSession, keys: KeysDep
+    token: str, name: Annotated[Name, Form()], state: AppStateDep, db: DbSession, keys: KeysDep
 ) -> Response:
     """The first administrator, created by whoever holds the link `companion serve` printed."""
-    invitation = signin.peek(db, token)
-    if invitation.user_id is not None or not signin.needs_setup(db):
-        raise signin.LinkRefused(signin.LinkProblem.used)
-    signin.redeem(db, token)
-    user = accounts.create_user(db, keys, name, is_admin=True)
+    user = signin.set_up(db, keys, token, name)
     audit.record(db, user.id, None, "user.create", "user", user.id)
-    return _signed_in(request, db, user)
+    return _signed_in(state.settings, db, user)
 
 
 @router.get("/join/{token}", response_class=HTMLResponse)
 def join_page(token: str, request: Request, db: DbSession, keys: KeysDep) -> Response:
-    invitation = signin.peek(db, token)
-    user = db.get(User, invitation.user_id) if invitation.user_id else None
-    if user is None:
-        raise signin.LinkRefused(signin.LinkProblem.unknown)
-    name = accounts.user_name(keys, user)
+    name = accounts.user_name(keys, signin.invited(db, token))
     return render(request, "pages/join.html", {"token": token, "name": name})
 
 
 @router.post("/join/{token}")
-def join(token: str, request: Request, db: DbSession) -> Response:
-    invitation = signin.redeem(db, token)
-    user = db.get(User, invitation.user_id) if invitation.user_id else None
-    if user is None:
-        raise signin.LinkRefused(signin.LinkProblem.unknown)
+def join(token: str, state: AppStateDep, db: DbSession) -> Response:
+    user = signin.join(db, token)
     audit.record(db, user.id, None, "signin.invitation", "user", user.id)
-    return _signed_in(request, db, user)
+    return _signed_in(state.settings, db, user)
 
 
 @router.post("/signout")

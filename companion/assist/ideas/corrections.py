@@ -5,8 +5,9 @@ Rand index about 0.1 on labelled consultations), so the facilitator fixes the th
 phase 4 on, until the session closes. Later ideas follow the corrections with no rule of their
 own: the grouping places a new idea by the stored ideas of each theme, wherever they now are.
 Ideas keep their ids, refs and texts; a theme left empty is deleted; a person's label is never
-replaced (companion/assist/ideas/service.py). The caller holds `service.session_lock`, has refreshed
-the ideas under it, and commits under it, so a background refresh cannot interleave.
+replaced (companion/assist/ideas/service.py). The caller (companion/assist/ideas/flows.py) holds
+`service.session_lock`, has refreshed the ideas under it, and commits under it, so a background
+refresh cannot interleave.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from sqlalchemy.orm import Session
 from companion.assist.ideas import service
 from companion.assist.ideas.schemas import LabelSource
 from companion.audit import service as audit
-from companion.errors import Invalid, NotFound
+from companion.errors import Invalid
 from companion.memory.schemas import MemoryKind
 from companion.method.phases import Language
-from companion.sessions.service import require_open
+from companion.sessions.service import get_in_session, require_open
 from companion.store import outbox as memory
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Idea, Theme, User, new_id
@@ -32,17 +33,13 @@ def require_correctable(session: CodevSession) -> None:
 
 
 def _idea(db: Session, session: CodevSession, idea_id: str) -> Idea:
-    idea = db.get(Idea, idea_id)
-    if idea is None or idea.session_id != session.id:
-        raise NotFound(f"No idea with id {idea_id} in this session; GET …/ideas lists them.")
-    return idea
+    missing = f"No idea with id {idea_id} in this session; GET …/ideas lists them."
+    return get_in_session(db, Idea, idea_id, session, missing=missing)
 
 
 def _theme(db: Session, session: CodevSession, theme_id: str) -> Theme:
-    theme = db.get(Theme, theme_id)
-    if theme is None or theme.session_id != session.id:
-        raise NotFound(f"No theme with id {theme_id} in this session; GET …/ideas lists them.")
-    return theme
+    missing = f"No theme with id {theme_id} in this session; GET …/ideas lists them."
+    return get_in_session(db, Theme, theme_id, session, missing=missing)
 
 
 def _settle(
@@ -61,6 +58,7 @@ def _settle(
 def move_idea(
     db: Session,
     keys: Keyring,
+    *,
     actor: User,
     session: CodevSession,
     language: Language,
@@ -90,7 +88,7 @@ def move_idea(
 
 
 def rename_theme(
-    db: Session, keys: Keyring, actor: User, session: CodevSession, theme_id: str, label: str
+    db: Session, keys: Keyring, *, actor: User, session: CodevSession, theme_id: str, label: str
 ) -> bool:
     """The facilitator's name for a theme, kept whatever ideas join or leave it."""
     theme = _theme(db, session, theme_id)
@@ -107,6 +105,7 @@ def rename_theme(
 def merge_themes(
     db: Session,
     keys: Keyring,
+    *,
     actor: User,
     session: CodevSession,
     language: Language,

@@ -11,7 +11,6 @@ named it. The facilitator's corrections are in companion/assist/ideas/correction
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,21 +19,23 @@ import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from companion.assist.contract import key_words
+from companion.assist import contract
 from companion.assist.ideas import grouping
 from companion.assist.ideas.schemas import IdeasView, IdeaView, LabelSource, SourceKind, ThemeView
 from companion.assist.ideas.split import split
+from companion.assist.phase_texts import texts_of
 from companion.errors import Conflict, DomainError
+from companion.locks import SessionLocks
 from companion.memory.embeddings import EmbedderUnavailable
 from companion.memory.schemas import MemoryKind
 from companion.method.phases import Language, Phase
-from companion.sessions import content
 from companion.sessions.schemas import Person
 from companion.sessions.service import person, state
-from companion.speech import jobs
+from companion.speech import transcript as jobs
 from companion.store import outbox as memory
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Idea, Theme, new_id, utcnow
+from companion.text import key_words
 
 Embed = Callable[[Sequence[str]], list[list[float]]]
 
@@ -55,15 +56,9 @@ def embedded(embed: Embed, texts: Sequence[str]) -> list[list[float]]:
 KEY_WORDS_PER_LABEL = 3
 KEPT_LABELS = (LabelSource.model, LabelSource.edited)  # not remade from key words
 
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-def session_lock(session_id: str) -> threading.Lock:
-    """One refresh of a session at a time in this process (the request and the background
-    runner may both ask); across processes the unique (source, position) key protects."""
-    with _locks_guard:
-        return _locks.setdefault(session_id, threading.Lock())
+# One refresh of a session at a time in this process (the request and the background runner
+# may both ask); across processes the unique (source, position) key protects.
+session_lock = SessionLocks()
 
 
 def require_consultation(session: CodevSession) -> None:
@@ -87,31 +82,21 @@ class Source:
 def sources(db: Session, keys: Keyring, session: CodevSession) -> list[Source]:
     """The consultants' turns of phase 4, in the order they were said (notes, then each
     recording in turn); the client's own are left out."""
-    found = [
-        Source(SourceKind.note, n.id, n.author.user_id, None, n.body)
-        for n in content.notes(db, keys, session, Phase.consultation)
-        if n.author.user_id != session.client_id
-    ]
-    recordings = {job.id: job for job in jobs.jobs_of(db, session)}
-    for segment in jobs.transcript(db, keys, session, Phase.consultation).segments:
-        job = recordings.get(segment.job_id)
-        author = job.uploaded_by if job is not None else None
-        if (
-            job is not None
-            and job.audio_format.startswith(jobs.LIVE)
-            and author == session.client_id
-        ):
-            continue  # a live stream is one participant's microphone: this one is the client's
-        # An uploaded recording is of the room: kept whoever uploaded it.
+    found: list[Source] = []
+    for said in texts_of(db, keys, session, Phase.consultation):
+        # A note or a live stream is the client's own when they wrote or spoke it; an
+        # uploaded recording is of the room, kept whoever uploaded it.
+        if (not said.segment or said.live) and said.author_id == session.client_id:
+            continue
         found.append(
             Source(
-                SourceKind.segment,
-                segment.id,
-                author,
-                segment.speaker,
-                segment.text,
-                segment.start,
-                segment.end,
+                SourceKind.segment if said.segment else SourceKind.note,
+                said.id,
+                said.author_id,
+                said.speaker,
+                said.text,
+                said.start_s,
+                said.end_s,
             )
         )
     return found
@@ -173,7 +158,7 @@ def refresh(
     db.flush()
     themes, ideas = _stored(db, session.id)
     if wanted:
-        _place(db, keys, session, themes, ideas, wanted, embed)
+        _place(db, keys, session=session, themes=themes, ideas=ideas, wanted=wanted, embed=embed)
     dropped = drop_empty(db, session.id)
     label_with_words(db, keys, session, language)
     if changed:
@@ -188,6 +173,7 @@ def refresh(
 def _place(
     db: Session,
     keys: Keyring,
+    *,
     session: CodevSession,
     themes: list[Theme],
     ideas: list[Idea],
@@ -272,7 +258,8 @@ def label_with_words(db: Session, keys: Keyring, session: CodevSession, language
         if theme.label_basis == fingerprint or theme.label_source in KEPT_LABELS:
             continue
         texts = [keys.open(session.group_id, i, "text") for i in members]
-        label = ", ".join(key_words(texts, language, KEY_WORDS_PER_LABEL)) or texts[0][:40]
+        found = key_words(texts, contract.rules(language).stopwords, KEY_WORDS_PER_LABEL)
+        label = ", ".join(found) or texts[0][:40]
         keys.seal(session.group_id, theme, "label", label)
         theme.label_source = LabelSource.words
         theme.label_basis = fingerprint
@@ -280,7 +267,7 @@ def label_with_words(db: Session, keys: Keyring, session: CodevSession, language
 
 
 def set_label(
-    db: Session, keys: Keyring, session: CodevSession, theme_id: str, label: str, of: str
+    db: Session, keys: Keyring, *, session: CodevSession, theme_id: str, label: str, of: str
 ) -> bool:
     """Store a model's label for a theme, if the theme still has the ideas it was made from
     (`of`, their basis) and no person named it; False otherwise."""

@@ -25,8 +25,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from companion.assist import service as assist
 from companion.assist.ideas import service as ideas
+from companion.assist.synthesis import inputs, runs
 from companion.assist.synthesis import service as synthesis
-from companion.assist.synthesis.schemas import DraftStatus
+from companion.assist.synthesis.inputs import Inputs
 from companion.config import Settings
 from companion.errors import DomainError
 from companion.llm.errors import ModelError
@@ -48,6 +49,7 @@ class AssistRunner:
         self,
         settings: Settings,
         sessions: sessionmaker[Session],
+        *,
         master: MasterKey,
         embed: Callable[[], ideas.Embed],
         llm: Callable[[], LLMGateway],
@@ -104,8 +106,8 @@ class AssistRunner:
         if phase != Phase.consultation:
             return
         with self.sessions() as db:
-            newest = synthesis.newest_text(db, session_id)
-        if synthesis.abandon_if_stale(session_id, newest):
+            newest = runs.newest_text(db, session_id)
+        if runs.abandon_if_stale(session_id, newest):
             log.info("Phase 4 of session %s ended: its stale draft run is given up", session_id)
         self.poke(session_id)
 
@@ -197,19 +199,21 @@ class AssistRunner:
             with ideas.session_lock(session_id):
                 ideas.refresh(db, keys, session, language, self.embed())
                 db.commit()
-            found = synthesis.inputs(db, keys, session, language)
+            found = inputs.read(db, keys, session, language)
             if not found.ideas.ideas or not self.model_configured():
                 return
             row = synthesis.stored(db, session)
-            if row is not None and row.basis == found.basis:
+            if synthesis.is_current(row, found):
+                return
+            if row is not None and row.basis == found.basis:  # failed on these very inputs
                 retry_at = row.updated_at + timedelta(seconds=self.settings.assist_retry_s)
-                if row.status == DraftStatus.ready or utcnow() < retry_at:
+                if utcnow() < retry_at:
                     return
-            lock = synthesis.compose_lock(session_id)
+            lock = runs.compose_lock(session_id)
             if not lock.acquire(blocking=False):
                 return  # a request is making it now
             try:
-                self._draft(db, keys, group, session, found)
+                self._draft(db, keys, group=group, session=session, found=found)
                 db.commit()
             finally:
                 lock.release()
@@ -218,9 +222,10 @@ class AssistRunner:
         self,
         db: Session,
         keys: Keyring,
+        *,
         group: Group,
         session: CodevSession,
-        found: synthesis.Inputs,
+        found: Inputs,
     ) -> None:
         try:
             gateway = self.llm()
@@ -228,8 +233,10 @@ class AssistRunner:
             synthesis.store(db, keys, session, found.basis, error=str(exc))
             return
         try:
-            synthesis.make_draft(db, keys, gateway, group, session, found)
-        except synthesis.DraftSuperseded:
+            synthesis.make_draft(
+                db, keys, gateway=gateway, group=group, session=session, found=found
+            )
+        except runs.DraftSuperseded:
             log.info("Draft synthesis of session %s given up for newer ideas", session.id)
             self.poke(session.id)
         except ModelError as exc:  # stored by make_draft

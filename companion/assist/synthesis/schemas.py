@@ -1,3 +1,5 @@
+"""The synthesis' shapes: the view the API answers with, the model's answer, what is sealed."""
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -6,6 +8,8 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from companion.assist.ideas.schemas import ThemeView
+
+# --- the view the API answers with -----------------------------------------------------------
 
 
 class DraftStatus(StrEnum):
@@ -64,3 +68,61 @@ class SynthesisView(BaseModel):
     prompt_version: str | None
     model_seconds: float | None = Field(description="How long the model's part took.")
     updated_at: datetime | None
+
+
+# --- the model's answer --------------------------------------------------------------------
+
+
+class ModelLabel(BaseModel):
+    theme: int
+    label: str = Field(min_length=1, max_length=80)
+
+
+class ModelQuestion(BaseModel):
+    text: str = Field(min_length=3, max_length=300)
+    ideas: list[str]
+
+
+class ModelAction(BaseModel):
+    """Lengths as the action plan takes them, so the client can post a draft action as is."""
+
+    objective: str = Field(min_length=3, max_length=200)
+    first_step: str = Field(min_length=3, max_length=200)
+    resources: str = Field(max_length=200)
+    indicator: str = Field(min_length=3, max_length=200)
+    weeks: int = Field(ge=1, le=12)
+    ideas: list[str]
+
+
+MAX_QUESTIONS = 4
+MAX_ACTIONS = 4
+
+
+class ModelDraft(BaseModel):
+    labels: list[ModelLabel] = Field(max_length=20)
+    questions: list[ModelQuestion] = Field(min_length=1, max_length=MAX_QUESTIONS)
+    actions: list[ModelAction] = Field(min_length=2, max_length=MAX_ACTIONS)
+
+
+class ModelUpdate(ModelDraft):
+    """The model's addendum to a draft for the ideas that came after it: labels for new themes
+    and at most one action drawn from the new ideas (no question: every token counts here)."""
+
+    questions: list[ModelQuestion] = Field(default=[], max_length=0)
+    actions: list[ModelAction] = Field(max_length=1)
+
+
+# --- what is sealed --------------------------------------------------------------------------
+
+
+class StoredDraft(BaseModel):
+    """What is sealed in syntheses.body: the checked model part, citing idea ids."""
+
+    labels: dict[str, str]  # theme id -> label
+    questions: list[Question]
+    actions: list[DraftAction]
+    # The ideas the draft covers, and those its last full run saw (an update adds to a draft
+    # only while most of its ideas had a full run); empty in older drafts, made again in full.
+    made_from: list[str] = []
+    full_from: list[str] = []
+    contract_id: str | None = None
