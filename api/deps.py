@@ -67,7 +67,7 @@ SpeechDep = Annotated[TranscriptionService, Depends(get_speech)]
 def get_memory(request: Request) -> Memory:
     memory: Memory | None = getattr(request.app.state, "memory", None)
     if memory is None:
-        if not app_state(request).settings.memory_enabled:
+        if not app_state(request).settings.memory.enabled:
             raise MemoryUnavailable("The group memory is turned off (COMPANION_MEMORY_ENABLED).")
         raise MemoryUnavailable("The group memory is not running; retry in a moment.")
     return memory

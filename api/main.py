@@ -95,11 +95,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = AppState(settings, store.engine, store.sessions, store.master)
         app.state.companion = state
         # Indexes what each commit put in the outbox; off, its routes answer 503 (api.deps).
-        memory = Memory(settings, store.sessions, store.master) if settings.memory_enabled else None
+        memory = Memory(settings, store.sessions, store.master) if settings.memory.enabled else None
         if memory is not None:
             memory.install()
         app.state.memory = memory
-        if settings.llm_local_preload:
+        if settings.llm.local_preload:
             state.preload()
         speech = TranscriptionService(settings, store.sessions, store.master)
         app.state.transcription = speech
@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             model_configured=state.model_configured,
         )
         app.state.assist = assist
-        if settings.assist_background:
+        if settings.assist.background:
             assist.start()
         try:
             yield
@@ -137,7 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimit,
         max_bytes=settings.max_request_bytes,
         max_text_chars=settings.max_text_chars,
-        uploads=(transcripts.UPLOAD_PATH, settings.max_upload_bytes),
+        uploads=(transcripts.UPLOAD_PATH, settings.speech.max_upload_bytes),
     )
     app.add_middleware(SecurityHeaders)
     app.include_router(health.router)

@@ -39,7 +39,7 @@ class AppState:
         with self._lock:
             if self._closed:
                 raise ModelUnavailable("The service is shutting down.")
-            if self.settings.llm_base_url:
+            if self.settings.llm.base_url:
                 if self.gateway is None:
                     self.gateway = LLMGateway(self.settings, self.sessions)
                 return self.gateway
@@ -49,7 +49,7 @@ class AppState:
                 self.local_error = str(exc)
                 raise
             self.local_error = None
-            if self.gateway is None or self.gateway.settings.llm_base_url != settings.llm_base_url:
+            if self.gateway is None or self.gateway.settings.llm.base_url != settings.llm.base_url:
                 if self.gateway is not None:
                     self.gateway.close()
                 self.gateway = LLMGateway(settings, self.sessions)
@@ -67,13 +67,13 @@ class AppState:
                         "pip install -e '.[local-llm]'."
                     )
                 self.local = LocalServer(
-                    gguf, self.settings.llm_local_threads, self.settings.llm_local_ctx
+                    gguf, self.settings.llm.local_threads, self.settings.llm.local_ctx
                 )
             url = self.local.start()
         finally:
             self._loading = False
-        return self.settings.model_copy(
-            update={
+        return self.settings.updated(
+            **{
                 "llm_base_url": url,
                 "llm_model": self.local.gguf.stem,
                 "llm_api_key": self.local.api_key,
@@ -89,7 +89,7 @@ class AppState:
 
     def model_configured(self) -> bool:
         """Whether a language model is meant to answer (it may still be down or loading)."""
-        if self.settings.llm_base_url:
+        if self.settings.llm.base_url:
             return True
         try:
             return choose(self.settings) is not None
@@ -100,7 +100,7 @@ class AppState:
         """Start the local model in the background (COMPANION_LLM_LOCAL_PRELOAD): the first
         request that needs it then does not wait for the load. A failure is only reported by
         /readyz; the next request that needs the model tries again."""
-        if self.settings.llm_base_url or self.settings.llm_local_model == "off":
+        if self.settings.llm.base_url or self.settings.llm.local_model == "off":
             return None
 
         def warm() -> None:
@@ -127,7 +127,7 @@ class AppState:
 
     def llm_state(self) -> str:
         """For /readyz; the model never fails readiness (the frame works without it)."""
-        if self.settings.llm_base_url:
+        if self.settings.llm.base_url:
             return "remote"
         if self.local is not None and self.local.alive():
             return "local model ready"
@@ -140,7 +140,7 @@ class AppState:
         except ModelUnavailable as exc:
             return f"local model unavailable: {exc}"
         if chosen is None:
-            return "off" if self.settings.llm_local_model == "off" else "no local model installed"
+            return "off" if self.settings.llm.local_model == "off" else "no local model installed"
         if not engine_installed():
             return "local model unavailable: xllamacpp is not installed"
         return "local model loads on first use"

@@ -201,8 +201,8 @@ def run(
         spec = resolve(settings)
         print(
             f"model: {spec.name}, {spec.device}/{spec.compute_type}, {spec.cpu_threads} threads, "
-            f"beam {spec.beam_size} (drafts: greedy); window {settings.live_window_s:.0f} s, "
-            f"hold {settings.live_hold_s:.0f} s"
+            f"beam {spec.beam_size} (drafts: greedy); window {settings.live.window_s:.0f} s, "
+            f"hold {settings.live.hold_s:.0f} s"
         )
         print(
             f"audio: {streams} stream(s) of {len(pcm) / 2 / RATE:.0f} s of espeak-ng {language} "

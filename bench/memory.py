@@ -203,7 +203,7 @@ def main() -> None:
     settings = Settings()
     real = make_embedder(settings)
     print(
-        f"embedder: {real.name} ({real.dimension} dims, {settings.memory_embedding_threads} thread)"
+        f"embedder: {real.name} ({real.dimension} dims, {settings.memory.embedding_threads} thread)"
     )
     texts = sentences(max(sizes))
     real.embed(["warm-up"])

@@ -52,7 +52,7 @@ def store(circle: Circle, text: str) -> float:
         job = TranscriptionJob(
             id=new_id(), group_id=circle.group_id, session_id=circle.session_id,
             phase="presentation", status="done", progress=1.0, audio_seconds=2.0,
-            audio_format="live/pcm16", audio_kept=False, attempts=1,
+            kind="live", audio_format="live/pcm16", audio_kept=False, attempts=1,
             uploaded_by=circle.client[0],
         )  # fmt: skip
         db.add(job)

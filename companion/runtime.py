@@ -46,7 +46,8 @@ def open_store(settings: Settings, *, migrate: bool = True) -> Store:
         store_db.upgrade(engine)
     factory = store_db.make_sessionmaker(engine)
     key_file = settings.resolved_master_key_file
-    master = load_or_create(settings.master_key, key_file)
+    given = settings.master_key.get_secret_value() if settings.master_key else None
+    master = load_or_create(given, key_file)
     in_use = _key_ids_in_use(factory)
     if in_use and in_use != {master.key_id}:
         pending = pending_key_file(key_file)

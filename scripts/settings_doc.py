@@ -1,4 +1,4 @@
-"""Write docs/settings.md from the settings class (names, defaults, descriptions).
+"""Write docs/settings.md from the settings classes (variables, defaults, descriptions).
 
 python scripts/settings_doc.py          # rewrite docs/settings.md
 python scripts/settings_doc.py --check  # exit 1 if it is not current (.ci/run)
@@ -9,39 +9,56 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from companion.config import Settings
+from companion.config import GROUPS, PREFIX, Settings, flat_names
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "settings.md"
 HEAD = """# Settings
 
 Every setting is an environment variable with the `COMPANION_` prefix (some are also options of
 `companion serve`: `--host`, `--port`, `--data-dir`). Migrations run at start (`companion db
-upgrade` runs them alone). This page is written by `python scripts/settings_doc.py` from the
-settings class (`companion/config.py`); CI checks that it is current.
-
-| variable | default | what it does |
-|---|---|---|
+upgrade` runs them alone). The code reads them grouped by concern (`settings.llm.base_url` is
+`COMPANION_LLM_BASE_URL`). This page is written by `python scripts/settings_doc.py` from the
+settings classes (`companion/config.py`); CI checks that it is current.
 """
 
 
-def _default(field: object) -> str:
-    default = getattr(field, "default", None)
+def _default(field: FieldInfo) -> str:
+    default = field.default
     if default is PydanticUndefined:
-        factory = getattr(field, "default_factory", None)
-        default = factory() if factory else None  # type: ignore[misc]
+        factory = field.default_factory
+        default = factory() if factory else None  # type: ignore[call-arg]
+    if hasattr(default, "get_secret_value"):
+        default = default.get_secret_value()
     if default is None or default == []:
         return "—"
     return f"`{default}`"
 
 
-def render() -> str:
-    rows = [
-        f"| `COMPANION_{name.upper()}` | {_default(field)} | {field.description or ''} |"
-        for name, field in Settings.model_fields.items()
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")  # a bar would end the table's cell
+
+
+def _table(rows: list[tuple[str, FieldInfo]]) -> str:
+    lines = ["| variable | default | what it does |", "|---|---|---|"]
+    lines += [
+        f"| `{PREFIX}{flat.upper()}` | {_default(field)} | {_cell(field.description or '')} |"
+        for flat, field in rows
     ]
-    return HEAD + "\n".join(rows) + "\n"
+    return "\n".join(lines)
+
+
+def render() -> str:
+    flat_of = {where: flat for flat, where in flat_names().items()}
+    top = [(name, f) for name, f in Settings.model_fields.items() if name not in GROUPS]
+    parts = [HEAD, "## The service\n", _table(top)]
+    for group, model in GROUPS.items():
+        rows = [(flat_of[(group, name)], f) for name, f in model.model_fields.items()]
+        title = (model.__doc__ or group).strip().splitlines()[0]
+        parts += [f"\n## `{group}`: {title}\n", _table(rows)]
+    return "\n".join(parts) + "\n"
 
 
 def main() -> int:

@@ -146,5 +146,5 @@ def model_double() -> Iterator[OpenAIDouble]:
 def assisted(settings: Settings, model_double: OpenAIDouble) -> Iterator[Api]:
     """The API with its language model pointed at `model_double`."""
     update = {"llm_base_url": model_double.url}
-    with TestClient(create_app(settings.model_copy(update=update))) as c:
+    with TestClient(create_app(settings.updated(**update))) as c:
         yield Api.bootstrap(c, settings)

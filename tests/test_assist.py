@@ -286,7 +286,7 @@ def test_contract_drafts_need_content(assisted):
 
 
 def test_model_down_is_a_clear_503(settings):
-    down = settings.model_copy(update={"llm_base_url": "http://127.0.0.1:9/v1", "llm_retries": 0})
+    down = settings.updated(**{"llm_base_url": "http://127.0.0.1:9/v1", "llm_retries": 0})
     with TestClient(create_app(down)) as c:
         api = Api.bootstrap(c, settings)
         circle = _contract_ready(api)

@@ -176,7 +176,7 @@ def test_the_same_question_is_reviewed_once_and_a_new_text_anew(assisted, model_
 
 
 def test_model_down_keeps_the_cue_flags(settings):
-    down = settings.model_copy(update={"llm_base_url": "http://127.0.0.1:9/v1", "llm_retries": 0})
+    down = settings.updated(**{"llm_base_url": "http://127.0.0.1:9/v1", "llm_retries": 0})
     with TestClient(create_app(down)) as c:
         api = Api.bootstrap(c, settings)
         circle = _clarifying(api)
@@ -296,7 +296,7 @@ def test_the_runner_reviews_running_clarifications_and_waits_after_a_failure(
     view = assisted.ok("GET", circle.path("/clarity"), circle.facilitator[1])
     assert view["pending"] == 2
     assert view["review_error"]
-    runner.settings = runner.settings.model_copy(update={"assist_retry_s": 0})
+    runner.settings = runner.settings.updated(**{"assist_retry_s": 0})
     model_double.reply(_reviews((1, "disguised_advice", "une solution"), (2, "open_question", "")))
     runner.review_clarity(circle.session_id)
     view = assisted.ok("GET", circle.path("/clarity"), circle.facilitator[1])

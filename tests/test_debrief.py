@@ -190,7 +190,7 @@ def test_summary_is_made_after_the_session_ended(assisted, model_double):
 
 
 def test_model_down_is_a_503_and_nothing_changes(settings):
-    down = settings.model_copy(update={"llm_base_url": "http://127.0.0.1:9/v1", "llm_retries": 0})
+    down = settings.updated(**{"llm_base_url": "http://127.0.0.1:9/v1", "llm_retries": 0})
     with TestClient(create_app(down)) as c:
         api = Api.bootstrap(c, settings)
         circle = _in_learning(api)

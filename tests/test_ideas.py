@@ -359,8 +359,8 @@ def test_without_a_model_the_outline_still_comes(api):
 
 
 def test_the_background_runner_has_the_draft_ready_when_the_phase_ends(settings, model):
-    live = settings.model_copy(
-        update={
+    live = settings.updated(
+        **{
             "llm_base_url": model.url,
             "assist_background": True,
             "assist_poll_s": 0.2,

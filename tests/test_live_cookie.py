@@ -113,9 +113,7 @@ def test_the_cookie_needs_its_csrf_token_and_this_sites_origin(client, api, circ
 def test_the_public_address_is_this_sites_origin_behind_a_proxy(client, api, circle, echo):
     browser, csrf = api.browser(circle.consultants[0][0])  # over http: before the change
     state = client.app.state.companion
-    state.settings = state.settings.model_copy(
-        update={"public_url": "https://companion.example.org"}
-    )
+    state.settings = state.settings.updated(**{"public_url": "https://companion.example.org"})
     proxied = {"Origin": "https://companion.example.org"}  # the proxy sent Host: testserver
     with browser.websocket_connect(_url(circle), headers=proxied) as ws:
         ws.send_json({"type": "start", "csrf": csrf})

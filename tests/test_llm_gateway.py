@@ -74,7 +74,7 @@ def group() -> G:
 
 
 def gateway(settings: Settings, store: Store, base_url: str, **overrides: object) -> LLMGateway:
-    cfg = settings.model_copy(update={"llm_base_url": base_url, **overrides})
+    cfg = settings.updated(**{"llm_base_url": base_url, **overrides})
     return LLMGateway(cfg, store.sessions, resolver=fake_resolver)
 
 
@@ -486,7 +486,7 @@ def test_facilitators_read_the_model_calls_of_their_group(api: Api, settings, no
     with sessions() as db:
         group = db.get(Group, gid)
     gw = LLMGateway(
-        settings.model_copy(update={"llm_base_url": "https://api.openai.com/v1"}),
+        settings.updated(**{"llm_base_url": "https://api.openai.com/v1"}),
         sessions,
         resolver=fake_resolver,
     )

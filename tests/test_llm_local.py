@@ -168,7 +168,7 @@ def test_a_packaged_model_in_parts_is_joined_once_under_the_data_dir(tmp_path, m
     gguf = resolve(settings)
     assert gguf == tmp_path / "data" / "models" / "fake-3p.gguf"
     assert gguf.read_bytes() == whole
-    assert resolve(settings.model_copy(update={"llm_local_model": "auto"})) == gguf
+    assert resolve(settings.updated(**{"llm_local_model": "auto"})) == gguf
 
     tampered = PackagedModel(fake.name, fake.packages, fake.files, fake.size, "1" * 64)
     monkeypatch.setattr(local, "MODELS", {"fake-3p": tampered})
@@ -200,7 +200,7 @@ def test_the_choice_of_model_by_setting(tmp_path, monkeypatch):
 
 
 def test_no_model_configured_is_a_clear_503_and_readiness_says_so(settings):
-    off = settings.model_copy(update={"llm_local_model": "off"})
+    off = settings.updated(**{"llm_local_model": "off"})
     with TestClient(create_app(off)) as client:
         assert client.get("/readyz").json()["llm"] == "off"
         state: AppState = client.app.state.companion  # type: ignore[attr-defined]
@@ -235,8 +235,8 @@ def store(settings: Settings) -> Iterator[Store]:
 
 
 def _gateway(settings: Settings, store: Store, server: LocalServer, **over: object) -> LLMGateway:
-    cfg = settings.model_copy(
-        update={
+    cfg = settings.updated(
+        **{
             "llm_base_url": server.url,
             "llm_api_key": server.api_key,
             "llm_model": server.gguf.stem,
@@ -412,7 +412,7 @@ def test_the_app_starts_the_model_on_first_use_restarts_it_and_stops_it(tmp_path
         assert state.local is not None
         assert state.local.url is not None
         first_url = state.local.url
-        assert gateway.settings.llm_base_url == first_url
+        assert gateway.settings.llm.base_url == first_url
         assert state.llm() is gateway  # started once
 
         # The server dies: the next call that needs it starts it again, with a new gateway.
@@ -422,7 +422,7 @@ def test_the_app_starts_the_model_on_first_use_restarts_it_and_stops_it(tmp_path
         assert client.get("/readyz").json()["llm"] == "local model loads on first use"
         again = state.llm()
         assert again is not gateway
-        assert again.settings.llm_base_url == state.local.url
+        assert again.settings.llm.base_url == state.local.url
         text = again.complete(_group(), "test.plumbing", [Message("user", "Say hello.")])
         assert isinstance(text, str)
         last_url = state.local.url

@@ -398,7 +398,7 @@ def test_chroma_is_never_asked_to_embed_or_to_read_documents(sqlite_api):
 
 
 def test_storing_survives_a_broken_memory_which_is_repaired_later(settings, backend):
-    broken = settings.model_copy(update={"chroma_path": settings.data_dir / "not-a-directory"})
+    broken = settings.updated(**{"chroma_path": settings.data_dir / "not-a-directory"})
     broken.data_dir.mkdir(parents=True, exist_ok=True)
     broken.resolved_chroma_path.write_text("in the way")
     with serving(broken) as api:
@@ -546,9 +546,7 @@ def chroma_server(path: Path, port: int) -> Iterator[str]:
 )
 def test_chroma_server_down_then_up(settings, tmp_path):
     port = _free_port()
-    remote = settings.model_copy(
-        update={"chroma_url": f"http://127.0.0.1:{port}", "chroma_timeout_s": 5}
-    )
+    remote = settings.updated(**{"chroma_url": f"http://127.0.0.1:{port}", "chroma_timeout_s": 5})
     server_dir = tmp_path / "chroma-server"
     with serving(remote) as api:
         # Down: content is stored, the search says to retry, the outbox keeps the work.
@@ -558,7 +556,7 @@ def test_chroma_server_down_then_up(settings, tmp_path):
 
         with chroma_server(server_dir, port):
             # Up: the operator rebuilds the memory from the database.
-            env = {"COMPANION_CHROMA_URL": remote.chroma_url or ""}
+            env = {"COMPANION_CHROMA_URL": remote.memory.chroma_url or ""}
             if remote.database_url:
                 env["COMPANION_DATABASE_URL"] = remote.database_url
             result = CliRunner().invoke(

@@ -328,10 +328,10 @@ def test_bad_questions_answer_422_with_what_to_fix(assisted, model_double, setti
         res = ask(assisted, circle, question)
         assert res.status_code == 422
         assert "question is empty" in res.json()["detail"]
-    too_long = "a" * (settings.memory_max_query_chars + 1)
+    too_long = "a" * (settings.memory.max_query_chars + 1)
     res = ask(assisted, circle, too_long)
     assert res.status_code == 422
-    assert f"limit is {settings.memory_max_query_chars}" in res.json()["detail"]
+    assert f"limit is {settings.memory.max_query_chars}" in res.json()["detail"]
     res = assisted.call(
         "POST", f"/groups/{circle.group_id}/memory/ask", circle.client[1], json={"limit": 3}
     )
@@ -365,7 +365,7 @@ def test_only_members_may_ask(assisted, model_double, backend):
 
 
 def test_model_down_is_a_503(settings):
-    down = settings.model_copy(update={"llm_base_url": "http://127.0.0.1:9/v1", "llm_retries": 0})
+    down = settings.updated(**{"llm_base_url": "http://127.0.0.1:9/v1", "llm_retries": 0})
     with TestClient(create_app(down)) as c:
         api = Api.bootstrap(c, settings)
         circle, _ = with_notes(api, NOTES[:1])
@@ -375,7 +375,7 @@ def test_model_down_is_a_503(settings):
 
 
 def test_memory_turned_off_is_a_503(settings, model_double):
-    off = settings.model_copy(update={"llm_base_url": model_double.url, "memory_enabled": False})
+    off = settings.updated(**{"llm_base_url": model_double.url, "memory_enabled": False})
     with TestClient(create_app(off)) as c:
         api = Api.bootstrap(c, settings)
         circle, _ = with_notes(api, NOTES[:1])

@@ -640,7 +640,7 @@ def test_rotation_rewraps_the_data_keys_and_nothing_else(settings, monkeypatch, 
     # So is any other key, from another file.
     stranger = MasterKey.generate()
     stranger.write(tmp_path / "other.key")
-    message = _refused(settings.model_copy(update={"master_key_file": tmp_path / "other.key"}))
+    message = _refused(settings.updated(**{"master_key_file": tmp_path / "other.key"}))
     assert f"(id {stranger.key_id})" in message
     assert f"(id {new.key_id})" in message
     assert "COMPANION_MASTER_KEY_FILE" in message
@@ -672,7 +672,7 @@ def test_rotation_with_an_env_key_saves_the_new_key_first(tmp_path):
     assert stat.S_IMODE(new_file.stat().st_mode) == 0o600
     assert new.key_id in result.output
     assert f"(id {new.key_id})" in _refused(with_env)
-    with serving(with_env.model_copy(update={"master_key": new.to_b64()}), api) as restarted:
+    with serving(with_env.updated(**{"master_key": new.to_b64()}), api) as restarted:
         assert_small_reads(restarted, circle, "Groupe Alpha", "Note d'Alpha")
 
 

@@ -295,7 +295,7 @@ def test_what_browsers_and_phones_record_is_accepted(tmp_path, fmt, expected):
 
 def test_limits_of_size_and_duration(settings, api):
     _quiet(api)
-    limited = settings.model_copy(update={"max_upload_bytes": 40_000, "max_audio_seconds": 1.0})
+    limited = settings.updated(**{"max_upload_bytes": 40_000, "max_audio_seconds": 1.0})
     with TestClient(create_app(limited)) as client:
         small = Api(client, api.admin_token, api.tokens)
         _speech(client).transcriber = FakeTranscriber()
@@ -351,7 +351,7 @@ def test_a_job_abandoned_by_a_killed_worker_resumes_at_start_without_duplicates(
     settings, api, monkeypatch
 ):
     _quiet(api)
-    paused = settings.model_copy(update={"transcription_worker": False})
+    paused = settings.updated(**{"transcription_worker": False})
     with TestClient(create_app(paused)) as client:  # a process whose worker then dies
         circle = Circle.create(Api(client, api.admin_token, api.tokens))
         circle.phase("presentation", "start")
@@ -516,7 +516,7 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
 
 def test_the_redis_queue_runs_the_same_jobs(settings, api, redis_url):
     _quiet(api)
-    on_redis = settings.model_copy(update={"redis_url": redis_url})
+    on_redis = settings.updated(**{"redis_url": redis_url})
     with TestClient(create_app(on_redis)) as client:
         assert type(_speech(client).huey).__name__ == "RedisHuey"
         _speech(client).transcriber = FakeTranscriber()

@@ -136,8 +136,8 @@ def test_a_stream_is_transcribed_by_passes_stored_sealed_with_its_speaker(
         closed = _closed(ws)
     assert closed.code == 1000
     assert errors == []
-    assert echo.seconds[0] >= settings.live_window_s  # the first pass, on a full window
-    assert echo.seconds[-1] < 25 - settings.live_hold_s  # never the whole phase again
+    assert echo.seconds[0] >= settings.live.window_s  # the first pass, on a full window
+    assert echo.seconds[-1] < 25 - settings.live.hold_s  # never the whole phase again
     every = pushed + final["segments"]
     assert final["count"] == len(every) >= 2
     assert [s["index"] for s in every] == list(range(len(every)))
@@ -332,7 +332,7 @@ def test_bad_frames_are_refused_and_the_stream_goes_on(client, settings, circle,
         _start(ws, circle.client[1])
         ws.send_bytes(pcm(1.0)[:-1])  # half a sample
         ws.send_bytes(wav_bytes(1.0))  # a file, not raw samples
-        ws.send_bytes(b"\x00" * (settings.live_max_frame_bytes + 2))
+        ws.send_bytes(b"\x00" * (settings.live.max_frame_bytes + 2))
         ws.send_text("hello")
         ws.send_bytes(pcm(2.0))
         ws.send_json({"type": "end"})
@@ -341,7 +341,7 @@ def test_bad_frames_are_refused_and_the_stream_goes_on(client, settings, circle,
     assert len(details) == 4, details
     assert "whole 2-byte samples" in details[0]
     assert "WAV file" in details[1]
-    assert f"limited to {settings.live_max_frame_bytes} bytes" in details[2]
+    assert f"limited to {settings.live.max_frame_bytes} bytes" in details[2]
     assert "binary frames" in details[3]
     assert echo.seconds == [pytest.approx(2.0)]  # only the good frame was heard
     assert final["heard"] == pytest.approx(2.0)
@@ -383,7 +383,7 @@ def test_ending_the_phase_closes_a_quiet_stream_within_its_next_check(client, ci
 
 def test_too_long_a_stream_is_closed_at_the_limit(settings, api):
     api.client.app.state.transcription.ctx.stopping.set()  # type: ignore[attr-defined]
-    short = settings.model_copy(update={"live_max_seconds": 2.5})
+    short = settings.updated(**{"live_max_seconds": 2.5})
     with TestClient(create_app(short)) as client:
         echo = EchoTranscriber()
         _speech(client).transcriber = echo

@@ -212,7 +212,7 @@ def test_a_killed_worker_process_is_resumed_with_one_copy_of_each_segment(tmp_pa
     """`companion worker` is killed (SIGKILL) mid-job; the API's start picks the job up again."""
     settings = _settings(tmp_path / "data", model_cache, transcription_lease_s=1.0)
     clip = speak(FRENCH, "fr", tmp_path / "clip", "ogg")
-    with TestClient(create_app(settings.model_copy(update={"transcription_worker": False}))) as c:
+    with TestClient(create_app(settings.updated(**{"transcription_worker": False}))) as c:
         api = Api.bootstrap(c, settings)
         circle = Circle.create(api)
         circle.phase("presentation", "start")
@@ -255,7 +255,7 @@ def test_a_killed_worker_process_is_resumed_with_one_copy_of_each_segment(tmp_pa
         with Session(engine) as db:
             job = db.get(TranscriptionJob, job_id)
             assert job is not None
-            stale = utcnow() - timedelta(seconds=settings.transcription_lease_s)
+            stale = utcnow() - timedelta(seconds=settings.speech.lease_s)
             return job.heartbeat_at is None or job.heartbeat_at < stale
 
     wait_until(lease_ran_out, timeout=10, what="the dead worker's lease running out")

@@ -214,7 +214,7 @@ def _open(
         except Conflict as exc:
             raise Refused(Close.conflict, str(exc)) from exc
         language, keep = ctx.group.language, ctx.group.keep_audio
-    stitcher = Stitcher(speech.transcriber, language, settings.live_window_s, settings.live_hold_s)
+    stitcher = Stitcher(speech.transcriber, language, settings.live.window_s, settings.live.hold_s)
     return live.LiveRecording(
         ctx=speech.ctx,
         job_id=job.id,
@@ -224,7 +224,7 @@ def _open(
         speaker=speaker,
         decoder=decoder,
         stitcher=stitcher,
-        max_seconds=settings.live_max_seconds,
+        max_seconds=settings.live.max_seconds,
         keep=keep,
         draft=live.drafter(speech.transcriber),
     )
@@ -322,10 +322,10 @@ class _Connection:
 
     async def frame(self, data: bytes) -> bool:
         """Take one audio frame; False when the stream must stop (it was closed)."""
-        if len(data) > self.settings.live_max_frame_bytes:
+        if len(data) > self.settings.live.max_frame_bytes:
             await self.send(
                 ErrorMessage(
-                    detail=f"A frame is limited to {self.settings.live_max_frame_bytes} bytes "
+                    detail=f"A frame is limited to {self.settings.live.max_frame_bytes} bytes "
                     f"(COMPANION_LIVE_MAX_FRAME_BYTES); this one has {len(data)}: send smaller "
                     "chunks. It was ignored.",
                 )
@@ -436,7 +436,7 @@ async def live_phase(
         )
     )
     try:
-        await _serve(conn, state.settings.live_idle_s)
+        await _serve(conn, state.settings.live.idle_s)
     except live.Lost:
         await _close(ws, Close.conflict, "This live transcription was closed; connect again.")
     except Exception:

@@ -16,7 +16,7 @@ router = APIRouter(tags=["transcription"])
 def group_queue(ctx: GroupMember, db: DbSession, state: AppStateDep) -> GroupQueueView:
     """The group's recordings waiting or being transcribed (with their place in the workers'
     order) and its live connections, with how many recordings wait in all."""
-    return depth.group_queue(db, ctx.group.id, state.settings.transcription_workers)
+    return depth.group_queue(db, ctx.group.id, state.settings.speech.workers)
 
 
 @router.get("/transcription-queue")
@@ -24,4 +24,4 @@ def queue_depth(_admin: AdminUser, db: DbSession, speech: SpeechDep) -> QueueDep
     """Every group together (administrators): jobs per state, live connections, the age of
     the oldest waiting recording, queue messages."""
     messages = int(speech.huey.pending_count())
-    return depth.depth(db, messages, speech.settings.transcription_workers)
+    return depth.depth(db, messages, speech.settings.speech.workers)

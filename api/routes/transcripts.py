@@ -99,7 +99,7 @@ async def upload_recording(
             phase=phase,
             upload=upload.file,
         )
-        view = await run_in_threadpool(transcript.job_view, db, job, settings.transcription_workers)
+        view = await run_in_threadpool(transcript.job_view, db, job, settings.speech.workers)
     finally:
         await form.close()
     background.add_task(speech.wake)  # after the response: the job's row is committed by then
@@ -108,14 +108,14 @@ async def upload_recording(
 
 @router.get("/transcription-jobs")
 def list_jobs(ctx: SessionMember, db: DbSession, state: AppStateDep) -> list[JobView]:
-    workers = state.settings.transcription_workers
+    workers = state.settings.speech.workers
     return [transcript.job_view(db, job, workers) for job in transcript.jobs_of(db, ctx.session)]
 
 
 @router.get("/transcription-jobs/{job_id}")
 def get_job(job_id: str, ctx: SessionMember, db: DbSession, state: AppStateDep) -> JobView:
     """Status, percent of the audio done, ETA, and the reason when it failed."""
-    workers = state.settings.transcription_workers
+    workers = state.settings.speech.workers
     return transcript.job_view(db, transcript.get_job(db, ctx.session, job_id), workers)
 
 

@@ -278,4 +278,4 @@ def eval_synthesis(settings: Settings, runs: int) -> None:
 
 def settings_for_eval(**update: Any) -> Settings:
     base = Settings(data_dir=Path(tempfile.mkdtemp(prefix="eval-")), assist_background=False)
-    return base.model_copy(update=update)
+    return base.updated(**update)

@@ -116,7 +116,7 @@ def eval_clarity_model() -> None:
     try:
         started = time.monotonic()
         gateway = state.llm()
-        print(f"  model {gateway.settings.llm_model} ready in {time.monotonic() - started:.1f} s")
+        print(f"  model {gateway.settings.llm.model} ready in {time.monotonic() - started:.1f} s")
         for (name, prefix), language in ((s, lang) for s in SETS.items() for lang in Language):
             both, alone = [], []
             undecided = calls = 0

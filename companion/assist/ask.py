@@ -90,7 +90,7 @@ def check_question(question: str, settings: Settings) -> str:
     text = question.strip()
     if not text:
         raise Invalid("The question is empty; write what you want to know about the group's past.")
-    most = settings.memory_max_query_chars
+    most = settings.memory.max_query_chars
     if len(text) > most:
         raise Invalid(
             f"The question is {len(text)} characters long; the limit is {most} "

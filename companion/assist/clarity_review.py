@@ -94,7 +94,7 @@ def review(
         found.setdefault(
             entry.number - 1, Reviewed(kind, " ".join(entry.reason.split())[:REASON_CHARS])
         )
-    return Batch(found, template.version, gateway.settings.llm_model)
+    return Batch(found, template.version, gateway.settings.llm.model)
 
 
 # --- stored reviews ------------------------------------------------------------------------

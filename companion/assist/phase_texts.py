@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from companion.method.phases import Phase
 from companion.sessions import content
-from companion.speech import transcript as jobs
+from companion.speech import transcript as transcripts
 from companion.speech.schemas import JobKind
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession
@@ -41,8 +41,8 @@ def texts_of(db: Session, keys: Keyring, session: CodevSession, phase: Phase) ->
         PhaseText(id=n.id, text=n.body, author_id=n.author.user_id)
         for n in content.notes(db, keys, session, phase)
     ]
-    recordings = {job.id: job for job in jobs.jobs_of(db, session)}
-    for segment in jobs.transcript(db, keys, session, phase).segments:
+    recordings = {job.id: job for job in transcripts.jobs_of(db, session)}
+    for segment in transcripts.transcript(db, keys, session, phase).segments:
         job = recordings.get(segment.job_id)
         found.append(
             PhaseText(

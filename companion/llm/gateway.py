@@ -179,26 +179,26 @@ class LLMGateway:
         *,
         resolver: Resolver = system_resolver,
     ) -> None:
-        if not settings.llm_base_url:
+        if not settings.llm.base_url:
             raise ValueError("the gateway needs llm_base_url (the app sets the local server's)")
         self.settings = settings
-        self.host = host_of(settings.llm_base_url)
+        self.host = host_of(settings.llm.base_url)
         self._sessions = sessions
         self._schema_in_prompt = False  # set once the server refuses JSON-schema formats
         timeout = httpx.Timeout(
-            settings.llm_timeout_s, connect=min(settings.llm_timeout_s, CONNECT_TIMEOUT_S)
+            settings.llm.timeout_s, connect=min(settings.llm.timeout_s, CONNECT_TIMEOUT_S)
         )
         ssl_context = httpx.create_ssl_context()
         self._clients = {
             policy: OpenAI(
-                base_url=settings.llm_base_url,
-                api_key=settings.llm_api_key or "none",
+                base_url=settings.llm.base_url,
+                api_key=settings.llm.api_key.get_secret_value() or "none",
                 timeout=timeout,
                 max_retries=0,  # retries are the gateway's, so each one is audited
                 http_client=guarded_client(
                     policy,
                     timeout=timeout,
-                    allowlist=settings.llm_allowlist,
+                    allowlist=settings.llm.allowlist,
                     resolver=resolver,
                     ssl_context=ssl_context,
                 ),
@@ -363,7 +363,7 @@ class LLMGateway:
         temperature: float | None = None,
     ) -> R:
         """One answer, retried (bounded, with backoff) while the server is unavailable."""
-        attempts = self.settings.llm_retries + 1
+        attempts = self.settings.llm.retries + 1
         for attempt in range(1, attempts + 1):
             try:
                 return self._attempt(
@@ -419,9 +419,9 @@ class LLMGateway:
     ) -> ChatCompletion:
         client = self._clients[Policy(group.policy)]
         if temperature is None:
-            temperature = self.settings.llm_temperature
+            temperature = self.settings.llm.temperature
         messages = [_param(m) for m in history]
-        model = self.settings.llm_model
+        model = self.settings.llm.model
         where = f"The model server at {self.host}"
         response_format = _json_schema_format(schema) if schema else openai.omit
         try:
@@ -430,14 +430,14 @@ class LLMGateway:
                 return client.chat.completions.create(
                     model=model,
                     messages=messages,
-                    max_completion_tokens=self.settings.llm_max_tokens,
+                    max_completion_tokens=self.settings.llm.max_tokens,
                     temperature=temperature,
                     response_format=response_format,
                 )
             stream = client.chat.completions.create(
                 model=model,
                 messages=messages,
-                max_completion_tokens=self.settings.llm_max_tokens,
+                max_completion_tokens=self.settings.llm.max_tokens,
                 temperature=temperature,
                 response_format=response_format,
                 stream=True,
@@ -449,7 +449,7 @@ class LLMGateway:
                 stream.close()
         except (openai.APITimeoutError, httpx.TimeoutException):  # the latter: mid-stream
             raise ModelUnavailable(
-                f"{where} did not answer within {self.settings.llm_timeout_s:g} s "
+                f"{where} did not answer within {self.settings.llm.timeout_s:g} s "
                 "(COMPANION_LLM_TIMEOUT_S). It may be overloaded: retry in a minute.",
                 "timeout",
             ) from None
@@ -459,7 +459,7 @@ class LLMGateway:
                 raise cause from None
             raise ModelUnavailable(
                 f"{where} cannot be reached (COMPANION_LLM_BASE_URL="
-                f"{self.settings.llm_base_url}). Check that it is running, then retry.",
+                f"{self.settings.llm.base_url}). Check that it is running, then retry.",
                 "unreachable",
             ) from None
         except openai.APIStatusError as exc:
@@ -496,7 +496,7 @@ class LLMGateway:
                 group_id=group.id,
                 purpose=purpose,
                 endpoint_host=self.host,
-                model=self.settings.llm_model,
+                model=self.settings.llm.model,
                 policy=group.policy,
                 decision="refused" if isinstance(error, PolicyRefused) else "allowed",
                 error=kind,

@@ -140,7 +140,7 @@ def _fsync_dir(path: Path) -> None:
 def choose(settings: Settings) -> PackagedModel | Path | None:
     """What `resolve` would load, without assembling anything; None: no local model (off, or
     `auto` with none installed). An explicit choice that is missing raises ModelUnavailable."""
-    choice = settings.llm_local_model
+    choice = settings.llm.local_model
     if choice == "off":
         return None
     if choice == "auto":

@@ -118,9 +118,9 @@ def _where_of(conditions: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
 
 class VectorStore:
     def __init__(self, settings: Settings) -> None:
-        self.url = settings.chroma_url
+        self.url = settings.memory.chroma_url
         self.path = settings.resolved_chroma_path
-        self.timeout_s = settings.chroma_timeout_s
+        self.timeout_s = settings.memory.chroma_timeout_s
         self._client: ClientAPI | None = None
         self._locked = False
         self._collections: dict[str, Collection] = {}

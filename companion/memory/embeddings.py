@@ -236,20 +236,20 @@ _shared_lock = threading.Lock()
 
 def make_embedder(settings: Settings) -> Embedder:
     """The embedder the settings name; the bundled models are shared by the whole process."""
-    if settings.memory_embedder == "openai":
-        if not settings.memory_embeddings_url:
+    if settings.memory.embedder == "openai":
+        if not settings.memory.embeddings_url:
             raise EmbedderUnavailable(
                 "COMPANION_MEMORY_EMBEDDER=openai needs COMPANION_MEMORY_EMBEDDINGS_URL."
             )
         return OpenAICompatibleEmbeddings(
-            settings.memory_embeddings_url,
-            settings.memory_embeddings_model,
-            settings.memory_embeddings_api_key,
-            allowlist=settings.llm_allowlist,
+            settings.memory.embeddings_url,
+            settings.memory.embeddings_model,
+            settings.memory.embeddings_api_key.get_secret_value(),
+            allowlist=settings.llm.allowlist,
         )
-    key = (settings.memory_embedder, settings.memory_embedding_threads)
+    key = (settings.memory.embedder, settings.memory.embedding_threads)
     with _shared_lock:
         if key not in _shared:
-            kind = E5Small if settings.memory_embedder == "e5" else UniversalSentenceEncoder
-            _shared[key] = kind(settings.memory_embedding_threads)
+            kind = E5Small if settings.memory.embedder == "e5" else UniversalSentenceEncoder
+            _shared[key] = kind(settings.memory.embedding_threads)
         return _shared[key]

@@ -299,7 +299,7 @@ class Memory:
         text = query.strip()
         if not text:
             raise Invalid("The query is empty; type a few words to search the group's memory.")
-        most = self.settings.memory_max_query_chars
+        most = self.settings.memory.max_query_chars
         if len(text) > most:
             raise Invalid(f"The query is {len(text)} characters long; the limit is {most}.")
         if not 1 <= limit <= 100:
@@ -333,7 +333,7 @@ class Memory:
 
     def _hit(self, stored: StoredHit, body: str, author: str | None) -> MemoryHit:
         meta = stored.metadata
-        most = self.settings.memory_snippet_chars
+        most = self.settings.memory.snippet_chars
         snippet = body if len(body) <= most else body[: most - 1].rstrip() + "…"
         return MemoryHit(
             memory_id=stored.id,

@@ -92,7 +92,7 @@ def create_job(
 ) -> TranscriptionJob:
     """Check the recording (4xx for what can be known now), seal it, queue its job."""
     require_running(session, phase)
-    probe = audio.probe(upload, settings.max_audio_seconds)
+    probe = audio.probe(upload, settings.speech.max_audio_seconds)
     job = TranscriptionJob(
         id=new_id(),
         group_id=group.id,
@@ -183,7 +183,7 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
 
     def _run(self) -> None:
-        interval = max(self.ctx.settings.transcription_lease_s / 4, 0.05)
+        interval = max(self.ctx.settings.speech.lease_s / 4, 0.05)
         while not self._stop.wait(interval):
             try:
                 if not _touch(self.ctx.sessions, self.job_id, self.attempt):
@@ -389,7 +389,7 @@ def _requeue(factory: sessionmaker[Session], job_id: str, attempt: int) -> None:
 def recover(ctx: JobContext) -> int:
     """Queue again the jobs whose worker died; fail those that died too often; sweep
     leftover audio. Returns how many jobs are queued."""
-    stale = utcnow() - timedelta(seconds=ctx.settings.transcription_lease_s)
+    stale = utcnow() - timedelta(seconds=ctx.settings.speech.lease_s)
     dropped: list[Path] = []
     with ctx.sessions() as db, db.begin():
         abandoned = db.scalars(

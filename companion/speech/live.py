@@ -139,6 +139,7 @@ class Lost(Exception):
 def open_job(
     db: Session,
     keys: Keyring,
+    *,
     actor: User,
     group: Group,
     session: CodevSession,

@@ -170,8 +170,8 @@ def _complete(target: Path, model: Path, expected: int) -> bool:
 
 def resolve(settings: Settings) -> ModelSpec:
     """The model the settings name: a configured directory, or the bundled base."""
-    if settings.speech_model_dir is not None:
-        path = settings.speech_model_dir
+    if settings.speech.model_dir is not None:
+        path = settings.speech.model_dir
         missing = [n for n in ("model.bin", "config.json") if not (path / n).is_file()]
         if missing:
             raise ModelUnavailable(
@@ -180,13 +180,13 @@ def resolve(settings: Settings) -> ModelSpec:
             )
         name = str(path)
     else:
-        path = bundled_model_dir(settings.speech_cache_dir or settings.data_dir / "models")
+        path = bundled_model_dir(settings.speech.cache_dir or settings.data_dir / "models")
         name = "whisper-base (bundled)"
     return ModelSpec(
         path=path,
-        device=settings.speech_device,
-        compute_type=settings.speech_compute_type,
-        cpu_threads=settings.speech_cpu_threads,
-        beam_size=settings.speech_beam_size,
+        device=settings.speech.device,
+        compute_type=settings.speech.compute_type,
+        cpu_threads=settings.speech.cpu_threads,
+        beam_size=settings.speech.beam_size,
         name=name,
     )

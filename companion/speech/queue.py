@@ -36,8 +36,8 @@ RECOVER = "companion.recover"
 
 
 def make_huey(settings: Settings) -> Any:
-    if settings.redis_url:
-        return RedisHuey(QUEUE_NAME, url=settings.redis_url, results=False, utc=True)
+    if settings.speech.redis_url:
+        return RedisHuey(QUEUE_NAME, url=settings.speech.redis_url, results=False, utc=True)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path = settings.data_dir / "transcription-queue.db"
     return SqliteHuey(QUEUE_NAME, filename=str(path), results=False, utc=True)
@@ -151,7 +151,7 @@ class TranscriptionService:
             self.huey,
             self,
             embedded,
-            workers=self.settings.transcription_workers,
+            workers=self.settings.speech.workers,
             worker_type="thread",
             periodic=True,
             initial_delay=0.05,
@@ -167,7 +167,7 @@ class TranscriptionService:
             self.recover()
         except Exception:  # the API still starts; the minute's recovery will try again
             log.exception("Recovering transcription jobs failed")
-        if self.settings.transcription_worker:
+        if self.settings.speech.worker:
             self._consumer = self._make_consumer(embedded=True)
             self._consumer.start()
 

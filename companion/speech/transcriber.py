@@ -210,7 +210,7 @@ class ConfiguredWhisper:
         self.settings = settings
         self.greedy = greedy
         self.threads = threads  # None: the settings' speech_cpu_threads
-        self.name = str(settings.speech_model_dir or "whisper-base (bundled)")
+        self.name = str(settings.speech.model_dir or "whisper-base (bundled)")
         self._inner: WhisperTranscriber | None = None
         self._lock = threading.Lock()
 

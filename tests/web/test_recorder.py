@@ -61,7 +61,7 @@ def test_a_consultant_records_the_room_from_their_browser(
 ) -> None:
     state: Any = served.api.client.app.state.companion  # type: ignore[attr-defined]
     # Short live passes, so the first words are final within seconds, not after 20 s.
-    state.settings = state.settings.model_copy(update={"live_window_s": 6, "live_hold_s": 2})
+    state.settings = state.settings.updated(**{"live_window_s": 6, "live_hold_s": 2})
     circle = Circle.create(served.api)
     circle.advance_to("presentation")
     consultant_id, _ = circle.consultants[0]
@@ -159,7 +159,7 @@ def test_without_audio_worklet_the_browser_sends_webm_opus(
     served: Served, with_microphone: People
 ) -> None:
     state: Any = served.api.client.app.state.companion  # type: ignore[attr-defined]
-    state.settings = state.settings.model_copy(update={"live_window_s": 6, "live_hold_s": 2})
+    state.settings = state.settings.updated(**{"live_window_s": 6, "live_hold_s": 2})
     circle = Circle.create(served.api)
     circle.advance_to("presentation")
     link = served.api.ok(

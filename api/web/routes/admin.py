@@ -94,7 +94,7 @@ def system(
         messages = int(speech.huey.pending_count())
     except Exception:  # the queue's store is unreadable: the page says so, the rest still shows
         messages = -1
-    queue = depth.depth(db, max(messages, 0), speech.settings.transcription_workers)
+    queue = depth.depth(db, max(messages, 0), speech.settings.speech.workers)
     context = {
         "ready": ready,
         "llm": llm,

@@ -38,7 +38,7 @@ from companion.method.phases import Language, Phase
 from companion.sessions import content
 from companion.sessions import service as sessions
 from companion.sessions.schemas import SessionView
-from companion.speech import transcript as jobs
+from companion.speech import transcript as transcripts
 
 router = APIRouter(include_in_schema=False)
 
@@ -115,7 +115,7 @@ def work_panel(ctx: SessionMember, request: Request, db: DbSession, keys: KeysDe
 def transcript_panel(
     ctx: SessionMember, request: Request, db: DbSession, keys: KeysDep
 ) -> Response:
-    found = jobs.transcript(db, keys, ctx.session, None)
+    found = transcripts.transcript(db, keys, ctx.session, None)
     return _page(request, "partials/room_transcript.html", db, keys, ctx, transcript=found)
 
 

@@ -31,7 +31,7 @@ from companion.memory.schemas import MemoryKind
 from companion.method.phases import Language, Phase
 from companion.sessions.schemas import Person
 from companion.sessions.service import person, state
-from companion.speech import transcript as jobs
+from companion.speech import transcript as transcripts
 from companion.store import outbox as memory
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Idea, Theme, new_id, utcnow
@@ -298,7 +298,7 @@ def view(db: Session, keys: Keyring, session: CodevSession) -> IdeasView:
     group_id = session.group_id
     times = {
         s.id: (s.start, s.end, s.speaker)
-        for s in jobs.transcript(db, keys, session, Phase.consultation).segments
+        for s in transcripts.transcript(db, keys, session, Phase.consultation).segments
     }
     people: dict[str, Person] = {}
     refs = {idea.id: f"I{n}" for n, idea in enumerate(ideas, start=1)}

@@ -113,7 +113,7 @@ class AssistRunner:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(self.settings.assist_poll_s)
+            self._wake.wait(self.settings.assist.poll_s)
             self._wake.clear()
             if self._stop.is_set():
                 return
@@ -177,7 +177,7 @@ class AssistRunner:
                 return
             group = db.get(Group, session.group_id)
             assert group is not None
-            retry = timedelta(seconds=self.settings.assist_retry_s)
+            retry = timedelta(seconds=self.settings.assist.retry_s)
             try:
                 assist.review_clarity(
                     db, keys, self.llm, group, session, retry_after=retry, wait=False
@@ -206,7 +206,7 @@ class AssistRunner:
             if synthesis.is_current(row, found):
                 return
             if row is not None and row.basis == found.basis:  # failed on these very inputs
-                retry_at = row.updated_at + timedelta(seconds=self.settings.assist_retry_s)
+                retry_at = row.updated_at + timedelta(seconds=self.settings.assist.retry_s)
                 if utcnow() < retry_at:
                     return
             lock = runs.compose_lock(session_id)
