@@ -333,13 +333,7 @@ class LiveRecording:
                 if draft.text == self.provisional:
                     return None
                 with self.ctx.sessions() as db, db.begin():
-                    job = db.scalar(
-                        select(TranscriptionJob)
-                        .where(*jobs.ours(self.job_id, ATTEMPT))  # type: ignore[arg-type]
-                        .with_for_update()
-                    )
-                    if job is None:
-                        raise Lost()
+                    job = self._locked_job(db)
                     if draft.text:
                         keys = Keyring(db, self.ctx.master)
                         keys.seal(self.group_id, job, "provisional", draft.text)
@@ -379,16 +373,21 @@ class LiveRecording:
                 path.unlink(missing_ok=True)
             raise
 
+    def _locked_job(self, db: Session) -> TranscriptionJob:
+        """This connection's job, its row locked; Lost if it was closed under the connection."""
+        job: TranscriptionJob | None = db.scalar(
+            select(TranscriptionJob)
+            .where(*jobs.ours(self.job_id, ATTEMPT))  # type: ignore[arg-type]
+            .with_for_update()
+        )
+        if job is None:
+            raise Lost()
+        return job
+
     def _store_in(self, segments: list[Segment], done: bool, written: list[Path]) -> list[Final]:
         out: list[Final] = []
         with self.ctx.sessions() as db, db.begin():
-            job = db.scalar(
-                select(TranscriptionJob)
-                .where(*jobs.ours(self.job_id, ATTEMPT))  # type: ignore[arg-type]
-                .with_for_update()
-            )
-            if job is None:
-                raise Lost()
+            job = self._locked_job(db)
             keys = Keyring(db, self.ctx.master)
             now = utcnow()
             for seg in segments:
