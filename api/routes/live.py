@@ -349,7 +349,7 @@ class _Connection:
 
 
 def _segments(finals: list[live.Final]) -> list[LiveSegment]:
-    return [LiveSegment.model_validate(final.as_json()) for final in finals]
+    return [LiveSegment.model_validate(final, from_attributes=True) for final in finals]
 
 
 async def _quietly(task: asyncio.Task[None] | None, job_id: str) -> None:

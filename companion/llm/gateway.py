@@ -273,7 +273,7 @@ class LLMGateway:
         def parse(text: str) -> T:
             return validated.model_validate_json(_strip_fence(text))
 
-        try:
+        def attempt() -> T:  # the same call, with the history as it then stands
             return self._structured(
                 group,
                 purpose,
@@ -283,21 +283,16 @@ class LLMGateway:
                 progress=progress,
                 temperature=temperature,
             )
+
+        try:
+            return attempt()
         except _InvalidAnswer as first:
             history += [
                 Message("assistant", first.text),
                 Message("user", _instruction("retry", problem=first.problem)),
             ]
         try:
-            return self._structured(
-                group,
-                purpose,
-                history,
-                validated,
-                parse,
-                progress=progress,
-                temperature=temperature,
-            )
+            return attempt()
         except _InvalidAnswer as second:
             raise ModelOutputInvalid(
                 f"The model's answer for '{purpose}' did not match {schema.__name__}, twice "

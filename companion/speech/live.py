@@ -183,9 +183,6 @@ class Final:
     text: str
     speaker: str
 
-    def as_json(self) -> dict[str, object]:
-        return dict(self.__dict__)
-
 
 @dataclass
 class LiveRecording:
