@@ -162,10 +162,15 @@ def _ready(api: Api) -> Circle:
     return circle
 
 
-def _draft(actions: list[list[str]], questions: list[list[str]] | None = None) -> str:
+def _draft(
+    actions: list[list[str]],
+    questions: list[list[str]] | None = None,
+    labels: dict[int, str] | None = None,
+) -> str:
+    labels = {1: "Confier le tableau de bord"} if labels is None else labels
     return json.dumps(
         {
-            "labels": [{"theme": 1, "label": "Déléguer pas à pas"}],
+            "labels": [{"theme": n, "label": label} for n, label in labels.items()],
             "questions": [
                 {"text": "Qu'est-ce qui te retient de lâcher ?", "ideas": refs}
                 for refs in (questions or [["I1"]])
@@ -184,6 +189,43 @@ def _draft(actions: list[list[str]], questions: list[list[str]] | None = None) -
         },
         ensure_ascii=False,
     )
+
+
+RIGHT_LABELS = {
+    1: "Confier le tableau de bord",
+    2: "Parler à la direction",
+    3: "Protéger ses soirées",
+}
+
+
+@pytest.mark.parametrize(
+    ("labels", "shown"),
+    [
+        (RIGHT_LABELS, {1: "model", 2: "model", 3: "model"}),
+        # Each label on the next theme, as a small model labelling by number does; and one
+        # label on two themes: a label closer to another theme's ideas is never shown.
+        (
+            {2: RIGHT_LABELS[1], 3: RIGHT_LABELS[2], 1: RIGHT_LABELS[3]},
+            {1: "words", 2: "words", 3: "words"},
+        ),
+        ({1: RIGHT_LABELS[2], 2: RIGHT_LABELS[2]}, {1: "words", 2: "model", 3: "words"}),
+    ],
+)
+def test_a_label_is_shown_only_on_the_theme_whose_ideas_it_names(assisted, model, labels, shown):
+    circle = _ready(assisted)
+    before = {t["number"]: t for t in _ideas(circle)["themes"]}
+    assert [_all({"themes": [before[n]]})[0]["text"] for n in (1, 2, 3)] == [
+        DELEGATION,
+        MANAGEMENT,
+        REST.removeprefix("Oui, alors… "),
+    ]  # the premise: one theme per note, in the order they came
+    model.reply(_draft([["I1"], ["I2"]], labels=labels))
+    made = assisted.ok("POST", circle.path("/synthesis"), circle.client[1])
+    after = {t["number"]: t for t in made["themes"]}
+    assert {n: t["label_source"] for n, t in after.items()} == shown
+    for n, source in shown.items():
+        expected = labels[n] if source == "model" else before[n]["label"]  # its key words
+        assert after[n]["label"] == expected
 
 
 def test_the_client_gets_an_outline_then_a_cited_draft(assisted, model):
@@ -211,7 +253,7 @@ def test_the_client_gets_an_outline_then_a_cited_draft(assisted, model):
     assert DELEGATION in sent
     assert "alléger mon reporting" in sent
     theme_one = next(t for t in made["themes"] if t["number"] == 1)
-    assert theme_one["label"] == "Déléguer pas à pas"
+    assert theme_one["label"] == "Confier le tableau de bord"
     assert theme_one["label_source"] == "model"
 
     again = assisted.ok("POST", circle.path("/synthesis"), client)  # current: no new call

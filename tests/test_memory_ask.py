@@ -146,6 +146,23 @@ def test_english_groups_get_english_prompts_and_messages(assisted, model_double)
     assert len(model_double.received) == 2  # not regenerated: "not in the memory" is an answer
 
 
+def test_an_answer_that_says_nothing_was_found_is_not_found_whatever_it_cites(
+    assisted, model_double
+):
+    circle, _ = with_notes(assisted)
+    # What a small model wrote: "answered", a citation, and "nothing found" in its words.
+    reply(model_double, "Je n’ai pas trouvé de réponse à cette question dans les sources [1].", [1])
+    got = answered(assisted, circle)
+    assert (got["found"], got["citations"]) == (False, [])
+    assert (
+        got["answer"]
+        == "Les souvenirs du groupe les plus proches de cette question n'y répondent pas."
+    )
+    # An answer that finds something and says what it does not cover stays found.
+    reply(model_double, "Le groupe a proposé de déléguer le reporting [1].", [1])
+    assert answered(assisted, circle)["found"] is True
+
+
 def test_citations_outside_the_retrieved_set_are_dropped(assisted, model_double):
     circle, _ = with_notes(assisted)
     first = retrieved(assisted, circle)[0]

@@ -116,6 +116,12 @@ def cited(draft: AnswerDraft, count: int) -> tuple[str, list[int], list[int]]:
     return text, valid, [n for n in mentioned if n not in valid]
 
 
+def says_nothing_found(answer: str, phrasings: Sequence[str]) -> bool:
+    """Whether the answer says the sources hold nothing on the question."""
+    said = " ".join(answer.casefold().replace("’", "'").split())
+    return any(p.casefold() in said for p in phrasings)
+
+
 def _sources(hits: Sequence[MemoryHit], dates: dict[str, date]) -> str:
     # Escaped, so a memory cannot close its <source> and pose as the prompt.
     return "\n".join(
@@ -212,6 +218,16 @@ def answer(
         body, numbers, unknown = cited(draft, len(hits))
         if unknown:
             log.info("The memory answer cited %d unknown source(s); dropped.", len(unknown))
+        if says_nothing_found(body, messages["not_found"]):
+            # A small model writes "nothing found" and cites a source all the same.
+            return MemoryAnswer(
+                question=text,
+                found=False,
+                answer=messages["unanswered"],
+                citations=[],
+                pending=found.pending,
+                prompt_version=template.version,
+            )
         if numbers:
             return MemoryAnswer(
                 question=text,

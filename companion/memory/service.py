@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from companion.config import Settings
 from companion.errors import Invalid
-from companion.memory import sources
+from companion.memory import rerank, sources
 from companion.memory.chroma import SEALED_PREFIX, MemoryUnavailable, StoredHit, VectorStore
 from companion.memory.embeddings import Embedder, EmbedderUnavailable, make_embedder
 from companion.memory.rotation import Rotations, rotate
@@ -321,14 +321,18 @@ class Memory:
         if high is not None:
             conditions.append({"at": {"$lte": high}})
         vector = self.vectors(key, [text])[0]
-        hits: list[MemoryHit] = []
-        for stored in self.store.query(group_id, vector, limit, conditions):
+        opened: list[tuple[StoredHit, str, str | None]] = []
+        for stored in self.store.query(group_id, vector, max(limit, rerank.POOL), conditions):
             try:
                 body, author = self.open(key, stored)
             except (IntegrityError, ValueError, KeyError) as exc:
                 log.error("Memory %s of group %s failed to open: %s", stored.id, group_id, exc)
                 continue
-            hits.append(self._hit(stored, body, author))
+            opened.append((stored, body, author))
+        best = rerank.order(
+            text, [b for _, b, _ in opened], [1.0 - s.distance for s, _, _ in opened]
+        )
+        hits = [self._hit(*opened[n]) for n in best[:limit]]
         return MemorySearchView(query=text, hits=hits, pending=self.pending(db, group_id))
 
     def _hit(self, stored: StoredHit, body: str, author: str | None) -> MemoryHit:

@@ -20,7 +20,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from companion.assist import contract
-from companion.assist.ideas import grouping
+from companion.assist.ideas import grouping, labels
 from companion.assist.ideas.schemas import IdeasView, IdeaView, LabelSource, SourceKind, ThemeView
 from companion.assist.ideas.split import split
 from companion.assist.phase_texts import texts_of
@@ -35,7 +35,6 @@ from companion.speech import transcript as transcripts
 from companion.store import outbox as memory
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Idea, Theme, new_id, utcnow
-from companion.text import key_words
 
 Embed = Callable[[Sequence[str]], list[list[float]]]
 
@@ -105,6 +104,12 @@ def sources(db: Session, keys: Keyring, session: CodevSession) -> list[Source]:
 def _vector(keys: Keyring, group_id: str, idea: Idea) -> np.ndarray:
     raw = keys.get(group_id).open(idea.vector_sealed, Idea.__tablename__, idea.id, "vector")
     return np.frombuffer(raw, dtype=np.float32)
+
+
+def vectors(db: Session, keys: Keyring, session: CodevSession) -> dict[str, np.ndarray]:
+    """Every idea's unit vector (idea id -> vector), as the ideas were grouped with."""
+    rows = db.scalars(select(Idea).where(Idea.session_id == session.id))
+    return {r.id: _vector(keys, session.group_id, r) for r in rows}
 
 
 def basis(ideas: Sequence[Idea]) -> str:
@@ -252,14 +257,25 @@ def label_with_words(db: Session, keys: Keyring, session: CodevSession, language
     """Every theme gets a label at once from its ideas' key words; a model label is kept (and
     shown as not current) until the model labels the theme again, a person's label for good."""
     themes, ideas = _stored(db, session.id)
-    for theme in themes:
-        members = [i for i in ideas if i.theme_id == theme.id]
-        fingerprint = basis(members)
-        if theme.label_basis == fingerprint or theme.label_source in KEPT_LABELS:
-            continue
-        texts = [keys.open(session.group_id, i, "text") for i in members]
-        found = key_words(texts, contract.rules(language).stopwords, KEY_WORDS_PER_LABEL)
-        label = ", ".join(found) or texts[0][:40]
+    stale = [
+        t
+        for t in themes
+        if t.label_basis != basis([i for i in ideas if i.theme_id == t.id])
+        and t.label_source not in KEPT_LABELS
+    ]
+    if not stale:
+        return
+    texts = {
+        t.id: [keys.open(session.group_id, i, "text") for i in ideas if i.theme_id == t.id]
+        for t in themes
+    }
+    for theme in stale:
+        others = [said for theme_id, said in texts.items() if theme_id != theme.id]
+        found = labels.distinctive_words(
+            texts[theme.id], others, contract.rules(language).stopwords, KEY_WORDS_PER_LABEL
+        )
+        label = ", ".join(found) or texts[theme.id][0][:40]
+        fingerprint = basis([i for i in ideas if i.theme_id == theme.id])
         keys.seal(session.group_id, theme, "label", label)
         theme.label_source = LabelSource.words
         theme.label_basis = fingerprint

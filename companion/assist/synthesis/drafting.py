@@ -167,6 +167,16 @@ def _head(found: Inputs) -> str:
     )
 
 
+def _to_label(found: Inputs, unlabelled: Sequence[int]) -> str:
+    """The themes to label, each with its ideas' references: a small model told only "themes
+    3, 4, 5" labelled theme k after idea Ik."""
+    if not unlabelled:
+        return "-"
+    theme, idea = ("thème", "idées") if found.language == Language.fr else ("theme", "ideas")
+    refs = {t.number: ", ".join(i.ref for i in t.ideas) for t in found.ideas.themes}
+    return "; ".join(f"{theme} {n} ({idea} {refs[n]})" for n in unlabelled)
+
+
 def _unlabelled(found: Inputs) -> list[int]:
     """Themes neither the model nor the facilitator labelled: generating is the slow part, and
     a theme that grew keeps its label (not current) until a run has time for it."""
@@ -187,7 +197,7 @@ def compose(
     when the second answer still has no usable actions."""
     lang = found.language
     unlabelled = _unlabelled(found)
-    task = prompt("synthesis", "task", lang).render(themes=", ".join(map(str, unlabelled)) or "-")
+    task = prompt("synthesis", "task", lang).render(themes=_to_label(found, unlabelled))
     schema = answer_schema(unlabelled, [i.ref for i in found.all_ideas])
     messages = [Message("user", f"{_head(found)}\n{task}")]
     best: StoredDraft | None = None
@@ -257,7 +267,7 @@ def compose_update(
     refs = {i.id: i.ref for i in found.all_ideas}
     task = prompt("synthesis", "update", found.language).render(
         new=", ".join(refs[i.id] for i in new),
-        themes=", ".join(map(str, unlabelled)) or "-",
+        themes=_to_label(found, unlabelled),
     )
     schema = answer_schema(unlabelled, [refs[i.id] for i in new], ModelUpdate)
     answer = gateway.complete(

@@ -5,7 +5,6 @@ before the model's part."""
 from __future__ import annotations
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from companion.assist.ideas import service as ideas
@@ -14,20 +13,9 @@ from companion.assist.ideas.schemas import IdeaView, ThemeView
 from companion.assist.synthesis.inputs import Inputs
 from companion.assist.synthesis.schemas import RelevantIdea, ThemeRelevance
 from companion.store.keyring import Keyring
-from companion.store.models import CodevSession, Idea
+from companion.store.models import CodevSession
 
 MOST_RELEVANT = 3
-
-
-def _vectors(db: Session, keys: Keyring, session: CodevSession) -> dict[str, np.ndarray]:
-    rows = db.scalars(select(Idea).where(Idea.session_id == session.id))
-    key = keys.get(session.group_id)
-    return {
-        r.id: np.frombuffer(
-            key.open(r.vector_sealed, Idea.__tablename__, r.id, "vector"), np.float32
-        )
-        for r in rows
-    }
 
 
 def relevance(
@@ -41,7 +29,7 @@ def relevance(
     if not found.contract or not found.ideas.ideas:
         return [], []
     target = unit(np.asarray(ideas.embedded(embed, [found.contract])[0], dtype=np.float32))
-    vectors = _vectors(db, keys, session)
+    vectors = ideas.vectors(db, keys, session)
     themes: list[ThemeRelevance] = []
     scored: list[tuple[float, IdeaView, ThemeView]] = []
     for theme in found.ideas.themes:

@@ -234,7 +234,13 @@ class AssistRunner:
             return
         try:
             synthesis.make_draft(
-                db, keys, gateway=gateway, group=group, session=session, found=found
+                db,
+                keys,
+                gateway=gateway,
+                group=group,
+                session=session,
+                found=found,
+                embed=self.embed(),
             )
         except runs.DraftSuperseded:
             log.info("Draft synthesis of session %s given up for newer ideas", session.id)

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from companion.assist.ideas import labels
 from companion.assist.ideas import service as ideas
 from companion.assist.synthesis import drafting, inputs, runs
 from companion.assist.synthesis.inputs import Inputs
@@ -102,6 +103,23 @@ def _ready_draft(
         return None
 
 
+def fitting_labels(
+    db: Session,
+    keys: Keyring,
+    session: CodevSession,
+    found: Inputs,
+    draft: StoredDraft,
+    embed: ideas.Embed,
+) -> dict[str, str]:
+    """The draft's labels that are closer to their own theme's ideas than to any other's."""
+    if not draft.labels:
+        return {}
+    vectors = ideas.vectors(db, keys, session)
+    themes = {t.id: [vectors[i.id] for i in t.ideas if i.id in vectors] for t in found.ideas.themes}
+    said = ideas.embedded(embed, list(draft.labels.values()))
+    return labels.fitting(draft.labels, themes, said)
+
+
 def make_draft(
     db: Session,
     keys: Keyring,
@@ -110,9 +128,11 @@ def make_draft(
     group: GroupRef,
     session: CodevSession,
     found: Inputs,
+    embed: ideas.Embed,
 ) -> Synthesis:
     """Run the model for `found` and store the result (or the failure, then re-raise); an
-    update when `drafting.update_of` allows one, else the whole draft."""
+    update when `drafting.update_of` allows one, else the whole draft. Of the model's theme
+    labels only those that fit their theme (ideas/labels.py) are kept."""
     version = inputs.prompt_version(found.language)
     started = time.monotonic()
     with runs.under_way(session.id) as progress:
@@ -140,6 +160,7 @@ def make_draft(
                 full_from = every
             draft = draft.model_copy(
                 update={
+                    "labels": fitting_labels(db, keys, session, found, draft, embed),
                     "made_from": every,
                     "full_from": full_from,
                     "contract_id": found.contract_id,
@@ -276,7 +297,13 @@ def draft_now(app: Application, session_id: str) -> SynthesisView:
             if not is_current(stored(db, session), found):
                 try:
                     make_draft(
-                        db, keys, gateway=app.llm(), group=group, session=session, found=found
+                        db,
+                        keys,
+                        gateway=app.llm(),
+                        group=group,
+                        session=session,
+                        found=found,
+                        embed=embed,
                     )
                 finally:
                     db.commit()  # the failure is stored too: the client sees why
