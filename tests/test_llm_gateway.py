@@ -18,6 +18,7 @@ import pytest
 from pydantic import BaseModel, Field
 from sqlalchemy import select, text
 
+from companion.assist.synthesis.runs import DraftSuperseded
 from companion.config import Settings
 from companion.llm.errors import (
     ModelCallFailed,
@@ -195,6 +196,21 @@ def test_a_streamed_answer_reports_progress_and_is_validated_and_audited(setting
     assert len(seen) >= 5  # the double streams 8 characters a chunk
     [row] = calls(store, group.id)
     assert (row.outcome, row.completion_tokens) == ("ok", 13)  # usage from the last chunk
+
+
+def test_a_run_given_up_on_purpose_is_audited_as_cancelled(settings, store, group):
+    def give_up(chunks: int) -> None:
+        if chunks >= 2:
+            raise DraftSuperseded("newer ideas")
+
+    with OpenAIDouble() as double:
+        double.reply('{"title": "Déléguer pas à pas", "score": 4}')
+        with pytest.raises(DraftSuperseded):
+            gateway(settings, store, double.url).complete(
+                group, "synthesis", PROMPT, Verdict, progress=give_up
+            )
+    [row] = calls(store, group.id)
+    assert (row.outcome, row.error) == ("cancelled", "superseded")
 
 
 def test_a_streamed_invalid_answer_is_retried_like_any_other(settings, store, group):

@@ -22,7 +22,7 @@ class ModelCallView(BaseModel):
     model: str
     policy: str
     decision: Literal["allowed", "refused"]
-    outcome: Literal["ok", "error"]
+    outcome: Literal["ok", "error", "cancelled"]
     error: str | None
     prompt_tokens: int | None
     completion_tokens: int | None
@@ -42,6 +42,7 @@ def record(
     duration_ms: int,
     prompt_tokens: int | None = None,
     completion_tokens: int | None = None,
+    cancelled: bool = False,
 ) -> None:
     db.add(
         ModelCall(
@@ -52,7 +53,7 @@ def record(
             model=model[:200],
             policy=policy,
             decision=decision,
-            outcome="ok" if error is None else "error",
+            outcome="cancelled" if cancelled else "ok" if error is None else "error",
             error=error,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,

@@ -28,6 +28,8 @@ class PolicyRefused(Conflict):
 
 class ModelError(DomainError):
     kind = "error"
+    # Given up on purpose (the caller wants a newer run), not failed: audited as `cancelled`.
+    cancelled = False
 
     def __init__(self, message: str, kind: str | None = None) -> None:
         super().__init__(message)

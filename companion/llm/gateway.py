@@ -498,4 +498,5 @@ class LLMGateway:
                 duration_ms=round((time.monotonic() - started) * 1000),
                 prompt_tokens=usage.prompt_tokens if usage else None,
                 completion_tokens=usage.completion_tokens if usage else None,
+                cancelled=isinstance(error, ModelError) and error.cancelled,
             )

@@ -247,7 +247,7 @@ class ModelCall(Base):
     model: Mapped[str] = mapped_column(String(200))
     policy: Mapped[str] = mapped_column(String(20))
     decision: Mapped[str] = mapped_column(String(10))  # allowed | refused
-    outcome: Mapped[str] = mapped_column(String(10))  # ok | error
+    outcome: Mapped[str] = mapped_column(String(10))  # ok | error | cancelled
     error: Mapped[str | None] = mapped_column(String(40))  # a kind (unavailable, ...), no text
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)

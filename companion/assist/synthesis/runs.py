@@ -30,6 +30,7 @@ class DraftSuperseded(ModelError):
     new run is wanted at once rather than after this one."""
 
     kind = "superseded"
+    cancelled = True
 
 
 @contextmanager
