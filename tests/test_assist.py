@@ -122,6 +122,30 @@ def test_clarity_prompts_for_the_facilitator(api):
     assert view["alerts"] == []
 
 
+def test_every_consultant_turn_of_clarification_is_in_the_view(api):
+    """Speech is transcribed without its "?": a question is found by its words, and a turn in
+    which nothing is recognised is shown as undecided, never dropped."""
+    circle = Circle.create(api)
+    circle.advance_to("clarification")
+    anatole, zoe, kwame = circle.consultants
+    said = {
+        anatole: "Et du côté des horaires, comment ça se passe pour toi.",
+        zoe: "Je me demandais ce que ta cheffe en pense.",
+        kwame: "Donc l'équipe ne sait rien encore.",
+    }
+    for who, body in said.items():
+        api.ok("POST", circle.path("/notes"), who[1], json={"body": body})
+    api.ok("POST", circle.path("/notes"), circle.client[1], json={"body": "Non, pas encore."})
+    view = api.ok("GET", circle.path("/clarity"), circle.facilitator[1])
+    kinds = {q["text"]: (q["kind"], q["source"]) for q in view["questions"]}
+    assert kinds == {
+        said[anatole]: ("open_question", "cue"),
+        said[zoe]: ("open_question", "cue"),
+        said[kwame]: ("undecided", "rule"),  # the model's review decides it, when there is one
+    }  # the client's answer is not a question
+    assert view["flagged"] == 0
+
+
 def test_client_speaking_during_consultation_raises_an_alert(api):
     circle = Circle.create(api)
     circle.advance_to("consultation")

@@ -53,3 +53,12 @@ def test_information_cues_come_after_judgments_and_before_advice(
     language: str, question: str, kind: str
 ) -> None:
     assert clarity.classify(question, Language(language))[0] == clarity.Kind(kind)
+
+
+def test_a_turn_with_no_question_recognised_goes_to_the_model_whole() -> None:
+    turn = clarity.Utterance("n1", "u1", "Donc l'équipe ne sait rien encore.")
+    assert clarity.undecided([turn], Language.fr) == ["Donc l'équipe ne sait rien encore."]
+    answer = clarity.Utterance("n2", "client", "Non, pas encore.", client=True)
+    assert clarity.undecided([answer], Language.fr) == []
+    asked = clarity.Utterance("n3", "u1", "I was wondering what your manager thinks.")
+    assert clarity.classify(asked.text, Language.en)[0] is clarity.Kind.open_question

@@ -23,6 +23,7 @@ from companion.prompts import data
 from companion.text import normalise, words
 
 _SENTENCE = re.compile(r"[^.!?…]+[.!?…]*")
+_CLAUSE = re.compile(r"[,;:]\s*")
 
 
 class Kind(StrEnum):
@@ -31,12 +32,19 @@ class Kind(StrEnum):
     disguised_advice = "disguised_advice"
     judgment = "judgment"
     interpretation = "interpretation"
+    # A consultant's turn in which nothing was recognised as a question (speech transcribed
+    # without "?", no cue): shown as it is, never dropped, until the model's review decides.
+    undecided = "undecided"
+
+
+REVIEWABLE = tuple(k for k in Kind if k is not Kind.undecided)  # what the model may answer
 
 
 class Source(StrEnum):
     cue = "cue"  # a cue of prompts/clarity/cues.<lang>.toml decided; the model never overrides
     model = "model"  # no cue matched; the model's review decided
-    rule = "rule"  # no cue matched, not reviewed yet: open if it ends with '?', else closed
+    rule = "rule"  # no cue matched, not reviewed yet: open if it ends with '?', else closed;
+    # a turn with no question in it: undecided
 
 
 FLAGGED = (Kind.disguised_advice, Kind.judgment, Kind.interpretation)
@@ -85,14 +93,22 @@ def classify(question: str, language: Language) -> tuple[Kind, str | None]:
             if match:
                 kind = Kind.open_question if name == _INFORMATION else Kind(name)
                 return kind, match.group(0).strip()
+    # Speech comes with lead-ins ("Et du côté des horaires, comment ça se passe"): the question
+    # words are looked for at the start of each clause too.
+    for clause in _CLAUSE.split(text)[1:]:
+        for kind in (Kind.open_question, Kind.closed_question):
+            for pattern in cues(language).patterns[kind]:
+                if match := pattern.search(clause):
+                    return kind, match.group(0).strip()
     return (Kind.open_question if text.endswith("?") else Kind.closed_question), None
 
 
 def questions_in(text: str, language: Language) -> list[str]:
-    """The sentences of a note that ask something, or that judge or advise without a '?'."""
+    """The sentences of a turn that ask something: a '?', or a cue of any kind (a transcript
+    often writes a question without its '?'; advice and judgments are flagged without one)."""
     found = []
     for sentence in (s.strip() for s in _SENTENCE.findall(normalise(text))):
-        if sentence.endswith("?") or classify(sentence, language)[0] in FLAGGED:
+        if sentence.endswith("?") or classify(sentence, language)[1] is not None:
             found.append(sentence)
     return found
 
@@ -149,13 +165,25 @@ class Utterance:
     source_id: str
     author_id: str
     text: str
+    # Said by the client (their note or their own microphone): answers, not questions.
+    client: bool = False
+
+
+def asked(utterance: Utterance, language: Language) -> list[str]:
+    """What a clarification turn asks: its questions; a consultant's turn in which none is
+    recognised is taken whole (undecided), so no question is lost for want of a '?'."""
+    found = questions_in(utterance.text, language)
+    if found or utterance.client:
+        return found
+    whole = " ".join(normalise(utterance.text).split())
+    return [whole] if whole else []
 
 
 def undecided(clarification: list[Utterance], language: Language) -> list[str]:
     """The questions of the clarification that no cue decides (each once): the model's part."""
     found: dict[str, str] = {}
     for utterance in clarification:
-        for question in questions_in(utterance.text, language):
+        for question in asked(utterance, language):
             if classify(question, language)[1] is None:
                 found.setdefault(question_key(question), question)
     return list(found.values())
@@ -175,7 +203,8 @@ def analyse(
     reviewed = reviewed or {}
     flags = []
     for utterance in clarification:
-        for question in questions_in(utterance.text, language):
+        questions = questions_in(utterance.text, language)
+        for question in asked(utterance, language):
             kind, cue = classify(question, language)
             source, reason = Source.cue, None
             if cue is None:
@@ -183,6 +212,8 @@ def analyse(
                 source = Source.rule if review is None else Source.model
                 if review is not None:
                     kind, reason = review.kind, review.reason
+                elif question not in questions:
+                    kind = Kind.undecided
             flags.append(
                 Flag(
                     text=question,

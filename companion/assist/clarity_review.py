@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from companion.assist.clarity import Kind, Reviewed, question_key
+from companion.assist.clarity import REVIEWABLE, Kind, Reviewed, question_key
 from companion.errors import DomainError
 from companion.llm.gateway import GroupRef, LLMGateway, Message
 from companion.locks import SessionLocks
@@ -49,7 +49,7 @@ class ModelReview(BaseModel):
     # The enum and the length are in the schema the model is asked to follow, not in the
     # validation: an entry with an unknown kind or number is dropped, the others are kept.
     number: int = Field(json_schema_extra={"minimum": 1})
-    kind: str = Field(json_schema_extra={"enum": [k.value for k in Kind]})
+    kind: str = Field(json_schema_extra={"enum": [k.value for k in REVIEWABLE]})
     reason: str = Field(default="", json_schema_extra={"maxLength": REASON_CHARS})
 
 
@@ -66,7 +66,7 @@ class Batch:
 
 def _kind(value: str) -> Kind | None:
     word = value.strip().lower().replace(" ", "_").replace("-", "_")
-    return Kind(word) if word in Kind.__members__ else None
+    return Kind(word) if word in {k.value for k in REVIEWABLE} else None
 
 
 def review(

@@ -23,7 +23,13 @@ def utterances(
     """The texts of a phase, a segment attributed to whoever recorded it until speakers are
     labelled."""
     return [
-        clarity.Utterance(source_id=t.id, author_id=t.author_id or "", text=t.text)
+        clarity.Utterance(
+            source_id=t.id,
+            author_id=t.author_id or "",
+            text=t.text,
+            # A note or a live stream is its author's; an uploaded recording is of the room.
+            client=(not t.segment or t.live) and t.author_id == session.client_id,
+        )
         for t in texts_of(db, keys, session, phase)
     ]
 
