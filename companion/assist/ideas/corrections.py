@@ -43,14 +43,19 @@ def _theme(db: Session, session: CodevSession, theme_id: str) -> Theme:
 
 
 def _settle(
-    db: Session, keys: Keyring, session: CodevSession, language: Language, touched: list[str]
+    db: Session,
+    keys: Keyring,
+    session: CodevSession,
+    language: Language,
+    embed: service.Embed,
+    touched: list[str],
 ) -> None:
     """Drop the emptied themes, relabel with key words what changed, and have the touched and
     dropped themes indexed again (at the group's next memory use: the commit is under the
     session's lock and must not wait on embeddings)."""
     db.flush()
     dropped = service.drop_empty(db, session.id)
-    service.label_with_words(db, keys, session, language)
+    service.label_with_words(db, keys, session, language, embed)
     for theme_id in dict.fromkeys([*touched, *dropped]):
         memory.enqueue(db, session.group_id, MemoryKind.theme, theme_id, later=True)
 
@@ -62,6 +67,7 @@ def move_idea(
     actor: User,
     session: CodevSession,
     language: Language,
+    embed: service.Embed,
     idea_id: str,
     theme_id: str | None,
 ) -> bool:
@@ -82,7 +88,7 @@ def move_idea(
         if target.id == was:
             return False
     idea.theme_id = target.id
-    _settle(db, keys, session, language, [was, target.id])
+    _settle(db, keys, session, language, embed, [was, target.id])
     audit.record(db, actor.id, session.group_id, "idea.move", "idea", idea.id)
     return True
 
@@ -109,6 +115,7 @@ def merge_themes(
     actor: User,
     session: CodevSession,
     language: Language,
+    embed: service.Embed,
     theme_id: str,
     into: str,
 ) -> bool:
@@ -120,6 +127,6 @@ def merge_themes(
     target = _theme(db, session, into)
     for idea in db.scalars(select(Idea).where(Idea.theme_id == merged.id)):
         idea.theme_id = target.id
-    _settle(db, keys, session, language, [target.id, merged.id])
+    _settle(db, keys, session, language, embed, [target.id, merged.id])
     audit.record(db, actor.id, session.group_id, "theme.merge", "theme", merged.id)
     return True

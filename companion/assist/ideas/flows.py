@@ -76,6 +76,7 @@ def move_idea(
             actor=actor,
             session=session,
             language=language,
+            embed=embed,
             idea_id=idea_id,
             theme_id=theme_id,
         )
@@ -120,6 +121,7 @@ def merge_themes(
             actor=actor,
             session=session,
             language=language,
+            embed=embed,
             theme_id=theme_id,
             into=into,
         )

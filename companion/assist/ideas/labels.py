@@ -80,3 +80,16 @@ def distinctive_words(
 
     ranked = sorted(counts, key=lambda w: (-score(w), first[w]))
     return ranked[:limit]
+
+
+CENTRAL_WORDS = 8  # a label made of an idea keeps its first words
+
+
+def central(texts: Sequence[str], vectors: Sequence[np.ndarray]) -> str:
+    """The first words of the idea closest on average to the theme's others (its own words:
+    nothing reworded), or "" for an empty theme."""
+    if not texts:
+        return ""
+    best = int(np.argmax(np.stack(vectors) @ np.mean(np.stack(vectors), axis=0)))
+    cut = texts[best].split()
+    return " ".join(cut[:CENTRAL_WORDS]) + (" …" if len(cut) > CENTRAL_WORDS else "")

@@ -165,7 +165,8 @@ def refresh(
     if wanted:
         _place(db, keys, session=session, themes=themes, ideas=ideas, wanted=wanted, embed=embed)
     dropped = drop_empty(db, session.id)
-    label_with_words(db, keys, session, language)
+    if changed or dropped:
+        label_with_words(db, keys, session, language, embed)
     if changed:
         # The themes go into the group's memory at its next write or search (not in this
         # commit: the background runner's commits must not wait on embeddings).
@@ -253,30 +254,52 @@ def drop_empty(db: Session, session_id: str) -> list[str]:
     return empty
 
 
-def label_with_words(db: Session, keys: Keyring, session: CodevSession, language: Language) -> None:
-    """Every theme gets a label at once from its ideas' key words; a model label is kept (and
-    shown as not current) until the model labels the theme again, a person's label for good."""
+def label_with_words(
+    db: Session, keys: Keyring, session: CodevSession, language: Language, embed: Embed
+) -> None:
+    """Every theme gets a label at once from its ideas: its distinctive key words, else the
+    words of its most central idea, whichever is closer to its own ideas than to any other
+    theme's (ideas/labels.py); none when neither is (a wrong label misleads). A model label is
+    kept (shown as not current) until the model labels the theme again, a person's for good."""
     themes, ideas = _stored(db, session.id)
-    stale = [
-        t
-        for t in themes
-        if t.label_basis != basis([i for i in ideas if i.theme_id == t.id])
-        and t.label_source not in KEPT_LABELS
-    ]
+    # Every label but a person's is checked again: a theme that came since may be closer to it.
+    stale = [t for t in themes if t.label_source != LabelSource.edited]
     if not stale:
         return
+    group_id = session.group_id
     texts = {
-        t.id: [keys.open(session.group_id, i, "text") for i in ideas if i.theme_id == t.id]
-        for t in themes
+        t.id: [keys.open(group_id, i, "text") for i in ideas if i.theme_id == t.id] for t in themes
     }
+    members = {
+        t.id: [_vector(keys, group_id, i) for i in ideas if i.theme_id == t.id] for t in themes
+    }
+    candidates: dict[str, list[str]] = {}
     for theme in stale:
         others = [said for theme_id, said in texts.items() if theme_id != theme.id]
         found = labels.distinctive_words(
             texts[theme.id], others, contract.rules(language).stopwords, KEY_WORDS_PER_LABEL
         )
-        label = ", ".join(found) or texts[theme.id][0][:40]
+        central = labels.central(texts[theme.id], members[theme.id])
+        unchanged = theme.label_basis == basis([i for i in ideas if i.theme_id == theme.id])
+        keep = theme.label_source == LabelSource.model or unchanged  # a model's, until relabelled
+        kept = keys.open(group_id, theme, "label") if keep and theme.label_sealed else ""
+        candidates[theme.id] = list(
+            dict.fromkeys(c for c in (kept, ", ".join(found), central) if c)
+        )
+    flat = [(theme_id, c) for theme_id, cs in candidates.items() for c in cs]
+    said = embedded(embed, [c for _, c in flat]) if flat else []
+    fits: dict[str, str] = {}
+    for (theme_id, label), vector in zip(flat, said, strict=True):
+        if theme_id not in fits and labels.fitting({theme_id: label}, members, [vector]):
+            fits[theme_id] = label
+    for theme in stale:
+        label = fits.get(theme.id, "")
         fingerprint = basis([i for i in ideas if i.theme_id == theme.id])
-        keys.seal(session.group_id, theme, "label", label)
+        current = keys.open(group_id, theme, "label") if theme.label_sealed else None
+        same = theme.label_source == LabelSource.model or theme.label_basis == fingerprint
+        if label == current and same:
+            continue  # it still fits: nothing to write
+        keys.seal(group_id, theme, "label", label)
         theme.label_source = LabelSource.words
         theme.label_basis = fingerprint
     db.flush()
