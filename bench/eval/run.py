@@ -44,12 +44,23 @@ HERE = Path(__file__).parent
 FLAGS = {"disguised_advice", "judgment"}
 
 
-SETS = {"tuned": "cases", "dev": "dev", "held-out": "heldout"}  # clarity sets: name -> file prefix
-HIDDEN = {"heldout"}  # sets whose misclassified questions are not printed
+# Clarity sets: name -> file prefix. "held-out 2" is the clarification of the held-out
+# consultations (bench/eval/heldout_consultations.<lang>.json, written at stop 17).
+SETS = {
+    "tuned": "cases",
+    "dev": "dev",
+    "held-out": "heldout",
+    "held-out 2": "heldout_consultations",
+}
+HIDDEN = {"heldout", "heldout_consultations"}  # sets whose misclassified questions are not printed
 
 
 def load(language: Language, prefix: str = "cases") -> list[dict]:
-    return json.loads((HERE / f"{prefix}.{language}.json").read_text(encoding="utf-8"))
+    cases = json.loads((HERE / f"{prefix}.{language}.json").read_text(encoding="utf-8"))
+    for case in cases:  # a consultation's clarification, as the question sets have it
+        if "clarification" in case:
+            case["questions"] = [[q["text"], q["label"]] for q in case["clarification"]]
+    return cases
 
 
 class EvalGroup:
