@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from companion.assist import contract
 from companion.assist.clarity import Kind, classify, questions_in
 from companion.assist.contract import problems, rules
 from companion.method.phases import Language
@@ -277,6 +278,61 @@ def test_contract_drafts_keep_what_passes_and_regenerate_the_rest(assisted, mode
     calls = assisted.ok("GET", f"/groups/{circle.group_id}/model-calls", circle.facilitator[1])
     assert {c["purpose"] for c in calls} == {"contract.draft"}
     assert "reporting" not in json.dumps(calls)
+
+
+def test_no_candidate_built_on_a_solution_or_on_words_nobody_said(assisted, model_double):
+    circle = Circle.create(assisted)
+    circle.phase("presentation", "start")
+    exposé = (
+        "Deux collaborateurs de mon équipe ne se parlent plus depuis le projet Atlas. "
+        "J'ai déjà essayé de leur parler séparément, sans effet."
+    )
+    assisted.ok("POST", circle.path("/notes"), circle.client[1], json={"body": exposé})
+    circle.phase("presentation", "end")
+    circle.phase("clarification", "start")
+    advice = "Avez-vous pensé à une médiation ?"
+    assisted.ok("POST", circle.path("/notes"), circle.consultants[0][1], json={"body": advice})
+    circle.phase("clarification", "end")
+    circle.phase("contract", "start")
+    proposals = [
+        "Comment puis-je organiser une médiation entre mes deux collaborateurs ?",  # proposed
+        "Comment puis-je leur parler séparément du projet Atlas ?",  # tried already
+        "Comment puis-je apaiser le mécontentement de mes clients ?",  # nobody said that
+        "Comment puis-je rétablir le dialogue entre mes deux collaborateurs ?",
+    ]
+    model_double.reply(json.dumps({"candidates": proposals}))
+    model_double.reply(json.dumps({"candidates": proposals[:3]}))  # the same again
+    drafts = assisted.ok("POST", circle.path("/contract/drafts"), circle.client[1])
+    assert [c["text"] for c in drafts["candidates"]] == proposals[3:]
+    why = {c["text"]: " ".join(c["problems"]) for c in drafts["rejected"]}
+    assert "solution proposed or already tried (médiation)" in why[proposals[0]]
+    assert "solution proposed or already tried (parler, séparément)" in why[proposals[1]]
+    assert "nobody said in the session (mécontentement, clients)" in why[proposals[2]]
+    assert "médiation" not in drafts["key_words"]
+    assert drafts["problem"] is None
+
+
+def test_when_no_proposal_passes_they_are_shown_with_their_reasons(assisted, model_double):
+    circle = _contract_ready(assisted)
+    built_in = ["Comment puis-je alléger le reporting en déléguant ?"]
+    model_double.reply(json.dumps({"candidates": built_in}))
+    model_double.reply(json.dumps({"candidates": built_in}))
+    res = assisted.call("POST", circle.path("/contract/drafts"), circle.client[1])
+    assert res.status_code == 200  # what the model proposed is kept, not hidden by a 502
+    drafts = res.json()
+    assert drafts["candidates"] == []
+    assert [c["text"] for c in drafts["rejected"]] == built_in
+    assert drafts["rejected"][0]["problems"] == ["a solution is built in ('en déléguant')"]
+    assert drafts["problem"].startswith("Aucune des formulations")
+
+
+def test_the_clients_key_words_are_the_words_said_twice_when_there_are_enough():
+    said = [
+        "Mon équipe attend, mon équipe s'épuise. Le reporting du mois, le reporting du soir.",
+        "Les soirées passent, les soirées filent. Et le flarbu gnorte.",  # misheard, once each
+    ]
+    found = contract.client_key_words(said, FR, contract.said_in(said, [], said, FR))
+    assert set(found) == {"équipe", "reporting", "soirées"}
 
 
 def test_injected_instructions_do_not_change_the_format(assisted, model_double):

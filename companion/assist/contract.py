@@ -7,6 +7,7 @@ regenerated once with the reasons; the client then edits and confirms one candid
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -14,7 +15,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from companion.llm.errors import ModelOutputInvalid
 from companion.llm.gateway import GroupRef, LLMGateway, Message, narrowed
 from companion.method.contract import one_sentence_problem
 from companion.method.phases import Language
@@ -40,6 +40,8 @@ class Rules:
     feedback: str
     answer_pattern: str
     misdirected: list[re.Pattern[str]]
+    request_words: frozenset[str]
+    tried: list[re.Pattern[str]]
 
 
 @cache
@@ -54,6 +56,8 @@ def rules(language: Language) -> Rules:
         feedback=raw["feedback"],
         answer_pattern=raw["answer_pattern"],
         misdirected=[re.compile(p, re.IGNORECASE) for p in raw["misdirected"]],
+        request_words=frozenset(_stem(w) for w in raw["request_words"].split()),
+        tried=[re.compile(p, re.IGNORECASE) for p in raw["tried"]],
     )
 
 
@@ -62,8 +66,76 @@ def _stem(word: str) -> str:
     return content_word(word)[:5]
 
 
-def problems(candidate: str, language: Language, keys: Sequence[str]) -> list[str]:
-    """What makes a candidate unfit as a contract; empty when it passes every check."""
+@dataclass(frozen=True)
+class Said:
+    """What phases 1-3 give the checks: the stems of every word said, and the solutions the
+    consultants proposed (a disguised-advice question) or the client tried, by their words."""
+
+    stems: frozenset[str] = frozenset()
+    solutions: dict[str, str] | None = None  # stem -> the word as said
+
+    @property
+    def prefixes(self) -> frozenset[str]:
+        """First four letters: "soir" was said when "soirées" was."""
+        return frozenset(s[:4] for s in self.stems)
+
+
+def _content(text: str, language: Language) -> list[str]:
+    stop = rules(language).stopwords
+    return [w for w in map(content_word, words(text)) if len(w) >= 4 and w not in stop]
+
+
+def said_in(
+    texts: Sequence[str], advice: Sequence[str], client_texts: Sequence[str], language: Language
+) -> Said:
+    """The stems of phases 1-3 and their solutions: the words of the disguised-advice questions
+    (their cue taken out: "Avez-vous pensé à une médiation ?" proposes "médiation") and the words
+    after "j'ai essayé de" / "I tried" in what the client said; the words of the client's own
+    situation elsewhere are not solutions."""
+    rule = rules(language)
+    tried: dict[str, str] = {}
+    own: set[str] = set()  # the client's words outside what they tried
+    for text in map(normalise, client_texts):
+        rest_of = text
+        for pattern in rule.tried:
+            for match in pattern.finditer(text):
+                rest = re.split(r"[.!?;,]", text[match.end() :], maxsplit=1)[0]
+                rest_of = rest_of.replace(rest, " ")
+                for word in _content(rest, language)[:3]:
+                    tried.setdefault(_stem(word), word)
+        own |= {_stem(w) for w in _content(rest_of, language)}
+    solutions = dict(tried)
+    for question in advice:
+        for word in _content(question, language):
+            if _stem(word) not in own:
+                solutions.setdefault(_stem(word), word)
+    stems = frozenset(_stem(w) for text in texts for w in words(normalise(text)))
+    return Said(stems=stems, solutions=solutions)
+
+
+def client_key_words(client_texts: Sequence[str], language: Language, said: Said) -> list[str]:
+    """The client's words a candidate must use one of: their most used content words, those
+    said twice or more first (a word misheard by the transcription is rarely heard twice), and
+    none of a solution they tried."""
+    found = key_words(client_texts, rules(language).stopwords, 3 * KEY_WORDS)
+    tried = said.solutions or {}
+    found = [w for w in found if _stem(w) not in tried]
+    said_twice = {
+        w
+        for w, n in Counter(
+            content_word(t) for text in client_texts for t in words(normalise(text))
+        ).items()
+        if n >= 2
+    }
+    twice = [w for w in found if w in said_twice]
+    return (twice if len(twice) >= 3 else found)[:KEY_WORDS]
+
+
+def problems(
+    candidate: str, language: Language, keys: Sequence[str], said: Said | None = None
+) -> list[str]:
+    """What makes a candidate unfit as a contract; empty when it passes every check. With
+    `said`: no solution of phases 1-3 built in, no content word that nobody said."""
     text = normalise(candidate)
     rule = rules(language)
     found: list[str] = []
@@ -88,6 +160,19 @@ def problems(candidate: str, language: Language, keys: Sequence[str]) -> list[st
     stems = {_stem(t) for t in tokens}
     if keys and not any(_stem(k) in stems for k in keys):
         found.append("uses none of the client's key words (" + ", ".join(keys) + ")")
+    if said is not None:
+        proposed = [w for s, w in (said.solutions or {}).items() if s in stems]
+        if proposed:
+            found.append(
+                "builds in a solution proposed or already tried (" + ", ".join(proposed) + ")"
+            )
+        unsaid = [
+            w
+            for w in dict.fromkeys(_content(text, language))
+            if w[:4] not in said.prefixes and _stem(w) not in rule.request_words
+        ]
+        if unsaid:
+            found.append("uses words nobody said in the session (" + ", ".join(unsaid) + ")")
     return found
 
 
@@ -123,6 +208,11 @@ class ContractDrafts(BaseModel):
     rejected: list[Candidate] = Field(description="What the model proposed that failed.")
     key_words: list[str]
     prompt_version: str
+    problem: str | None = Field(
+        default=None,
+        description="Why no candidate is offered: none of the model's proposals passed the "
+        "checks (they are in `rejected`, with their reasons, to edit or to set aside).",
+    )
 
 
 def _streamed(chunks: int) -> None:
@@ -137,9 +227,17 @@ def draft(
     exposé: Sequence[str],
     clarification: Sequence[str],
     client_texts: Sequence[str],
+    advice: Sequence[str] = (),
 ) -> ContractDrafts:
+    """Up to CANDIDATES candidates that pass every check, from two model answers at most; when
+    none passes, what the model proposed is answered all the same, with its reasons, for the
+    client to edit (`advice`: the solutions the consultants' disguised-advice questions
+    proposed, their cue taken out)."""
     template = prompt("contract", "draft", language)
-    keys = key_words(client_texts or exposé, rules(language).stopwords, KEY_WORDS)
+    said = said_in(
+        [*exposé, *clarification, *client_texts], advice, client_texts or exposé, language
+    )
+    keys = client_key_words(client_texts or exposé, language, said)
     accepted: list[Candidate] = []
     rejected: list[Candidate] = []
     feedback = ""
@@ -168,7 +266,7 @@ def draft(
         failed: list[Candidate] = []
         for proposal in answer.candidates:
             candidate = Candidate(
-                text=normalise(proposal), problems=problems(proposal, language, keys)
+                text=normalise(proposal), problems=problems(proposal, language, keys, said)
             )
             if candidate.text in {c.text for c in [*accepted, *rejected, *failed]}:
                 continue  # said already: neither a new candidate nor a new failure
@@ -181,12 +279,10 @@ def draft(
             break
         reasons = "\n".join(f"- « {c.text} » : {'; '.join(c.problems)}" for c in failed)
         feedback = f"\n{rules(language).feedback}\n{reasons}\n"
-    if not accepted:
-        raise ModelOutputInvalid(
-            "The model's contract drafts failed the checks twice. Nothing was lost: retry, "
-            "or write the contract yourself.",
-            "invalid_drafts",
-        )
     return ContractDrafts(
-        candidates=accepted, rejected=rejected, key_words=keys, prompt_version=template.version
+        candidates=accepted,
+        rejected=rejected,
+        key_words=keys,
+        prompt_version=template.version,
+        problem=None if accepted else data("contract", "rules", language)["none_passed"],
     )

@@ -114,6 +114,10 @@ def contract_drafts(
             "the clarification first."
         )
     client_texts = [u.text for u in [*exposé, *questions] if u.author_id == session.client_id]
+    advice = []  # what the disguised-advice questions propose, their cue taken out
+    for flag in clarity_prompts(db, keys, group, session, model_configured=True).questions:
+        if flag.kind is clarity.Kind.disguised_advice:
+            advice.append(flag.text.replace(flag.cue, " ") if flag.cue else flag.text)
     return contract.draft(
         gateway,
         group,
@@ -121,4 +125,5 @@ def contract_drafts(
         exposé=[u.text for u in exposé],
         clarification=[u.text for u in questions],
         client_texts=client_texts,
+        advice=advice,
     )

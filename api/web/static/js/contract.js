@@ -14,18 +14,31 @@ document.addEventListener("click", async (event) => {
     draft.textContent = draft.dataset.busy;
     try {
       const drafts = await call("POST", `${tool.dataset.path}/contract/drafts`);
-      list.replaceChildren(
-        ...drafts.candidates.map((candidate) => {
-          const item = document.createElement("li");
-          const use = document.createElement("button");
-          use.type = "button";
-          use.className = "use-draft secondary outline small";
-          use.textContent = candidate.text;
-          use.dataset.text = candidate.text;
-          item.append(use);
-          return item;
-        }),
-      );
+      // None passed the checks: what the model proposed is shown with its reasons, to rework.
+      const shown = drafts.candidates.length ? drafts.candidates : drafts.rejected;
+      const items = shown.map((candidate) => {
+        const item = document.createElement("li");
+        const use = document.createElement("button");
+        use.type = "button";
+        use.className = "use-draft secondary outline small";
+        use.textContent = candidate.text;
+        use.dataset.text = candidate.text;
+        item.append(use);
+        if (candidate.problems.length) {
+          const why = document.createElement("small");
+          why.className = "muted";
+          why.textContent = ` ${candidate.problems.join("; ")}`;
+          item.append(why);
+        }
+        return item;
+      });
+      if (drafts.problem) {
+        const note = document.createElement("li");
+        note.className = "muted";
+        note.textContent = drafts.problem;
+        items.unshift(note);
+      }
+      list.replaceChildren(...items);
     } catch (_) {
       // shown
     } finally {
