@@ -189,7 +189,7 @@ def _model_draft(labels: dict[int, str]) -> str:
             "actions": [
                 {
                     "objective": f"Action {n}",
-                    "first_step": "Choisir un tableau",
+                    "first_step": ("Choisir un tableau", "Finir tôt deux soirs")[n - 1],
                     "resources": "Une heure par semaine",
                     "indicator": "Soirées libres",
                     "weeks": 2,

@@ -162,6 +162,15 @@ def _ready(api: Api) -> Circle:
     return circle
 
 
+# Distinct actions: two alike ones say the same, and the second is dropped (plan.py).
+FIRST_STEPS = [
+    "Choisir un tableau",
+    "Écrire à la directrice",
+    "Finir tôt deux soirs par semaine",
+    "Noter ce que l'export automatique changerait",
+]
+
+
 def _draft(
     actions: list[list[str]],
     questions: list[list[str]] | None = None,
@@ -178,9 +187,9 @@ def _draft(
             "actions": [
                 {
                     "objective": f"Action {n}",
-                    "first_step": "Choisir un tableau",
-                    "resources": "Une heure par semaine",
-                    "indicator": "Soirées libres",
+                    "first_step": FIRST_STEPS[n - 1],
+                    "resources": "Le tableau de bord, une heure",
+                    "indicator": "Le tableau de bord rendu à temps",
                     "weeks": 2,
                     "ideas": refs,
                 }
@@ -284,7 +293,7 @@ def test_the_client_gets_an_outline_then_a_cited_draft(assisted, model):
     posted = assisted.ok(
         "POST", circle.path("/action-plan/actions"), client, json=made["actions"][0]
     )
-    assert posted["resources"] == "Une heure par semaine"  # a draft action posts as it is
+    assert posted["resources"] == "Le tableau de bord, une heure"  # a draft action posts as it is
     assert posted["due_date"] == made["actions"][0]["due_date"]
 
 
@@ -553,9 +562,9 @@ def test_a_draft_of_many_ideas_is_updated_with_the_last_ones(assisted, model):
     _note(circle, circle.consultants[1], "Et garde une trace de ce que tu délègues.")
     model.reply("pas du JSON")
     model.reply("toujours pas")
-    model.reply(_draft([["I11"], ["I3"]]))
+    model.reply(_draft([["I1", "I11"], ["I2"]]))  # I11 is not what action 1 is made of
     again = assisted.ok("POST", circle.path("/synthesis"), client)
-    assert [a["refs"] for a in again["actions"]] == [["I11"], ["I3"]]
+    assert [a["refs"] for a in again["actions"]] == [["I1"], ["I2"]]
     assert len(model.received) == 5
 
 
@@ -574,8 +583,8 @@ def test_a_moved_idea_makes_the_draft_again_in_full(assisted, model):
         circle.facilitator[1],
         json={"theme_id": None},
     )
-    model.reply(_draft([["I4"], ["I5"]]))
+    model.reply(_draft([["I7"], ["I2"]]))  # what the two actions are made of
     made = assisted.ok("POST", circle.path("/synthesis"), client)
-    assert [a["refs"] for a in made["actions"]] == [["I4"], ["I5"]]
+    assert [a["refs"] for a in made["actions"]] == [["I7"], ["I2"]]
     schema = model.received[1].body["response_format"]["json_schema"]["schema"]
     assert schema["properties"]["actions"]["minItems"] == 2  # a full draft, not an addendum

@@ -20,6 +20,7 @@ from typing import Any
 
 from companion.assist.ideas import service as ideas
 from companion.assist.ideas.schemas import IdeaView
+from companion.assist.synthesis import plan
 from companion.assist.synthesis.inputs import Inputs
 from companion.assist.synthesis.schemas import (
     MAX_ACTIONS,
@@ -97,9 +98,16 @@ def _same(text: str) -> str:
 
 
 def check(
-    answer: ModelDraft, found: Inputs, today: date, actions_needed: int = 2
+    answer: ModelDraft,
+    found: Inputs,
+    today: date,
+    actions_needed: int = 2,
+    support: plan.Support | None = None,
 ) -> tuple[StoredDraft, list[str]]:
-    """Keep what cites known ideas; say what is wrong with the rest."""
+    """Keep what cites known ideas; say what is wrong with the rest. With `support`, each
+    action is held to the ideas it cites (plan.py): citations it is not made of, resources and
+    indicators nothing said supports, and repeated actions are dropped, not sent back (a retry
+    doubles the time; these are fixed here)."""
     by_ref = {i.ref: i.id for i in found.all_ideas}
     themes = {t.number: t.id for t in found.ideas.themes}
     problems: list[str] = []
@@ -132,21 +140,39 @@ def check(
                 )
             )
     actions: list[DraftAction] = []
+    weeks: list[int] = []
+    made: list[Any] = []  # the kept actions' vectors
     for n, a in enumerate(answer.actions, start=1):
         refs = cited(a.ideas, f"action {n}")
-        if refs is not None:
-            actions.append(
-                DraftAction(
-                    objective=a.objective,
-                    first_step=a.first_step,
-                    resources=a.resources,
-                    indicator=a.indicator,
-                    due_date=today + timedelta(weeks=a.weeks),
-                    refs=refs,
-                    ideas=[by_ref[r] for r in refs],
-                    broad=_broad(refs, by_ref),
-                )
+        if refs is None:
+            continue
+        resources: str | None = a.resources
+        indicator = a.indicator
+        if support is not None:
+            vector = support.vector(f"{a.objective}. {a.first_step}")
+            refs = support.made_of(vector, refs)
+            if not refs or any(plan.alike(vector, v) for v in made):
+                continue  # made of none of what it cites, or said already
+            made.append(vector)
+            resources = support.supported(a.resources, refs) or None
+            indicator = support.supported(a.indicator, refs)
+        weeks.append(a.weeks)
+        actions.append(
+            DraftAction(
+                objective=a.objective,
+                first_step=a.first_step,
+                resources=resources,
+                indicator=indicator,
+                due_date=today,
+                refs=refs,
+                ideas=[by_ref[r] for r in refs],
+                broad=_broad(refs, by_ref),
             )
+        )
+    for action, delay in zip(
+        actions, plan.spread(weeks, [len(a.refs) for a in actions]), strict=True
+    ):
+        action.due_date = today + timedelta(weeks=delay)
     if len(actions) < actions_needed:
         problems.append(f"{len(actions)} usable actions, at least {actions_needed} are needed")
     return StoredDraft(labels=labels, questions=questions, actions=actions), problems
@@ -192,6 +218,7 @@ def compose(
     found: Inputs,
     today: date,
     progress: Progress | None = None,
+    support: plan.Support | None = None,
 ) -> StoredDraft:
     """The model's part, checked; sent back once with the problems. Raises ModelOutputInvalid
     when the second answer still has no usable actions."""
@@ -208,7 +235,7 @@ def compose(
             if best is None:
                 raise
             break  # the second answer is unusable: the first one's usable part may do
-        draft, problems = check(answer, found, today)
+        draft, problems = check(answer, found, today, support=support)
         if best is None or len(draft.actions) > len(best.actions):
             best = draft
         if not problems:
@@ -257,6 +284,7 @@ def compose_update(
     new: Sequence[IdeaView],
     today: date,
     progress: Progress | None = None,
+    support: plan.Support | None = None,
 ) -> StoredDraft:
     """`previous` with what the `new` ideas add: labels for new themes and at most one action
     citing them (a fifth of a whole draft's tokens, so the draft with every idea is there soon
@@ -273,9 +301,18 @@ def compose_update(
     answer = gateway.complete(
         group, PURPOSE, [Message("user", f"{_head(found)}\n{task}")], schema, progress=progress
     )
-    added, _problems = check(answer, found, today, actions_needed=0)
+    added, _problems = check(answer, found, today, actions_needed=0, support=support)
     themes = {t.id for t in found.ideas.themes}
     planned = {_same(a.objective) for a in previous.actions}
+    if support is not None:  # an action alike one of the draft's is not new
+        before = [support.vector(f"{a.objective}. {a.first_step}") for a in previous.actions]
+        added.actions = [
+            a
+            for a in added.actions
+            if not any(
+                plan.alike(support.vector(f"{a.objective}. {a.first_step}"), b) for b in before
+            )
+        ]
     return StoredDraft(
         labels={**{k: v for k, v in previous.labels.items() if k in themes}, **added.labels},
         questions=previous.questions,

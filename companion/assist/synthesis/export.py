@@ -155,7 +155,7 @@ def _duplicate_note(idea: IdeaView, refs: dict[str, str], words: Wording) -> str
 def _action_cells(action: DraftAction, words: Wording) -> list[tuple[str, str]]:
     return [
         (words.first_step, action.first_step),
-        (words.resources, action.resources),
+        (words.resources, action.resources or ""),
         (words.indicator, action.indicator),
         (words.due_date, words.day(action.due_date)),
     ]

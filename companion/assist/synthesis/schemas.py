@@ -49,8 +49,8 @@ class DraftAction(Citing):
 
     objective: str
     first_step: str
-    resources: str
-    indicator: str
+    resources: str | None = Field(description="None: nothing said supports one; the client's.")
+    indicator: str = Field(description='"" when nothing said supports one: the client writes it.')
     due_date: date
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from companion.assist.ideas import labels
 from companion.assist.ideas import service as ideas
-from companion.assist.synthesis import drafting, inputs, runs
+from companion.assist.synthesis import drafting, inputs, plan, runs
 from companion.assist.synthesis.inputs import Inputs
 from companion.assist.synthesis.outline import relevance
 from companion.assist.synthesis.schemas import DraftStatus, StoredDraft, SynthesisView
@@ -120,6 +120,19 @@ def fitting_labels(
     return labels.fitting(draft.labels, themes, said)
 
 
+def plan_support(
+    db: Session, keys: Keyring, session: CodevSession, found: Inputs, embed: ideas.Embed
+) -> plan.Support:
+    """What the draft's actions are held to: the ideas' vectors and texts by ref, the contract."""
+    vectors = ideas.vectors(db, keys, session)
+    return plan.Support(
+        vectors={i.ref: vectors[i.id] for i in found.all_ideas if i.id in vectors},
+        texts={i.ref: i.text for i in found.all_ideas},
+        contract=found.contract or "",
+        embed=lambda texts: ideas.embedded(embed, texts),
+    )
+
+
 def make_draft(
     db: Session,
     keys: Keyring,
@@ -135,6 +148,7 @@ def make_draft(
     labels only those that fit their theme (ideas/labels.py) are kept."""
     version = inputs.prompt_version(found.language)
     started = time.monotonic()
+    support = plan_support(db, keys, session, found, embed)
     with runs.under_way(session.id) as progress:
         previous = _ready_draft(db, keys, session, version)
         new = drafting.update_of(previous, found)
@@ -151,12 +165,15 @@ def make_draft(
                         new=new,
                         today=utcnow().date(),
                         progress=progress,
+                        support=support,
                     )
                     full_from = previous.full_from
                 except ModelOutputInvalid:
                     new = None  # the addendum is unusable: the whole draft is made again
             if draft is None:
-                draft = drafting.compose(gateway, group, found, utcnow().date(), progress)
+                draft = drafting.compose(
+                    gateway, group, found, utcnow().date(), progress, support=support
+                )
                 full_from = every
             draft = draft.model_copy(
                 update={
