@@ -36,6 +36,7 @@ from sqlalchemy import select
 from api.main import create_app
 from companion.assist.ideas import grouping, labels
 from companion.assist.ideas.split import split
+from companion.assist.synthesis import plan
 from companion.config import Settings
 from companion.memory.embeddings import make_embedder
 from companion.method.phases import Language
@@ -256,10 +257,13 @@ def sweep(settings: Settings) -> None:
 
 def eval_synthesis(settings: Settings, runs: int) -> None:
     print("draft synthesis timing (model: local unless COMPANION_LLM_BASE_URL is set)")
+    embedder = make_embedder(settings)
     with TestClient(create_app(settings)) as client:
         api = Api.bootstrap(client, settings)
-        for language in Language:
-            for case in load(language)[:runs]:
+        for name, language in ((n, lang) for n in SETS for lang in Language):
+            if not (HERE / f"{SETS[name]}.{language}.json").exists():
+                continue
+            for case in load(language, name)[:runs]:
                 speakers = sorted({u["speaker"] for u in case["utterances"]})
                 circle = _circle(api, language, len(speakers))
                 circle.consult_on(case["contract"])
@@ -290,8 +294,9 @@ def eval_synthesis(settings: Settings, runs: int) -> None:
                 res2 = api.call("POST", circle.path("/synthesis"), client_token)
                 complete = time.monotonic() - t
                 body = res2.json()
+                title = case["title"] if name == "tuned" else "(held-out)"
                 print(
-                    f"  {language} {case['title']!r}: {outline['themes'].__len__()} themes; "
+                    f"  {name} {language} {title!r}: {outline['themes'].__len__()} themes; "
                     f"during phase 4 (cold, {len(utterances) - 2} turns): {cold:.1f} s "
                     f"({res.status_code}); after the end: outline {first:.2f} s, complete "
                     f"{complete:.1f} s ({res2.status_code}, "
@@ -310,8 +315,37 @@ def eval_synthesis(settings: Settings, runs: int) -> None:
                         )
                 if res2.status_code != 200:
                     print(f"      {body.get('detail')}")
-                for action in body.get("actions", []):
-                    print(f"      action: {action['objective']} <- {', '.join(action['refs'])}")
+                    continue
+                print_plan(body, embedder, examples=name == "tuned")
+
+
+def print_plan(body: dict[str, Any], embedder: Any, *, examples: bool) -> None:
+    """The draft plan's figures: actions, the closest two, fields left to the client, delays,
+    and the labels (the model's, and any closer to another theme than to its own)."""
+    actions = body["actions"]
+    vectors = [
+        grouping.unit(np.asarray(v, np.float32))
+        for v in embedder.embed([f"{a['objective']}. {a['first_step']}" for a in actions] or ["-"])
+    ][: len(actions)]
+    likeness = plan.largest_likeness(vectors)
+    shown, wrong = misplaced_labels(body, embedder)
+    model_labels = sum(t["label_source"] == "model" for t in body["themes"])
+    print(
+        f"      plan: {len(actions)} actions; closest two {likeness or 0:.2f}; "
+        f"{sum(len(a['refs']) for a in actions)} citations; resources left to the client "
+        f"{sum(a['resources'] is None for a in actions)}, indicators "
+        f"{sum(not a['indicator'] for a in actions)}; "
+        f"{len({a['due_date'] for a in actions})} distinct due dates; labels: {model_labels} "
+        f"of the model's of {len(body['themes'])} themes, {wrong} of {shown} shown closer to "
+        "another theme"
+    )
+    if examples:
+        for a in actions:
+            print(
+                f"      action: {a['objective']} | first step: {a['first_step']} | resources: "
+                f"{a['resources'] or '-'} | indicator: {a['indicator'] or '-'} | "
+                f"{a['due_date']} <- {', '.join(a['refs'])}"
+            )
 
 
 def settings_for_eval(**update: Any) -> Settings:

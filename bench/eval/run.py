@@ -10,7 +10,7 @@ misclassified questions are therefore counted, not printed).
     python bench/eval/run.py --clarity-model # also the model's review of cue-less questions
     python bench/eval/run.py --contract      # also contract drafts through the configured model
     python bench/eval/run.py --themes        # also ideas and theme grouping (no model)
-    python bench/eval/run.py --synthesis 1   # also the draft synthesis timing, 1 case a language
+    python bench/eval/run.py --synthesis 1   # also the draft synthesis: timing, plan, labels (N a set)
 
 Clarity: recall and precision of the flags the facilitator sees (disguised advice and
 judgment; targets >= 0.9 / >= 0.8), and accuracy over all five kinds; with --clarity-model, the
