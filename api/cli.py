@@ -27,7 +27,8 @@ def serve(
     settings = settings_for(data_dir, host=host, port=port)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _print_setup_link(settings)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+    # access_log off: its lines carry paths and query strings (api/access_log.py writes ours).
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, access_log=False)
 
 
 def _print_setup_link(settings: Settings) -> None:

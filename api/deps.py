@@ -12,7 +12,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
@@ -46,6 +46,10 @@ def app_state(request: HTTPConnection) -> AppState:
 # What the application's lifespan made (api/main.py); routes take them as dependencies so
 # that none reaches into request.app.state itself.
 AppStateDep = Annotated[AppState, Depends(app_state)]
+
+# A page of a list: a bounded offset, so a huge one is a 422, not an overflow in the database.
+Limit = Annotated[int, Query(ge=1, le=1000, description="How many rows, 1-1000.")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Rows skipped, 0-10^9.")]
 
 
 def get_assist(request: Request) -> AssistRunner:

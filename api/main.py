@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
+from api.access_log import AccessLog
 from api.limits import BodyLimit
 from api.routes import (
     action_plan,
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         uploads=(transcripts.UPLOAD_PATH, settings.speech.max_upload_bytes),
     )
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(AccessLog)  # outermost: it sees every answer, refusals included
     app.include_router(health.router)
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)

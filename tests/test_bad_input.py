@@ -192,6 +192,9 @@ def test_bad_paths_enums_and_bodies(api, settings):
         ["role", "'facilitator' or 'member'"],
         json={"user_id": circle.outsider[0], "role": "boss"},
     )
+    # A page beyond any list is refused, not an overflow in the database (was a 500).
+    for listed in (f"/groups/{gid}/audit", f"/groups/{gid}/model-calls", f"{PREFIX}/audit"):
+        guard.refused("GET", listed, api.admin_token, 422, ["offset"], params={"offset": 2**63})
     # Nothing runs yet: phases go in order, and notes wait for a phase.
     guard.refused("POST", circle.path("/phases/presentation/end"), fac, 409, ["start presentation"])
     guard.refused(

@@ -67,10 +67,14 @@ class FakeTranscriber:
         self.fail = fail
         self.delay = delay
         self.calls: list[tuple[str, bytes]] = []
+        self.vad: list[bool] = []
 
-    def transcribe(self, audio: str | BinaryIO, language: str) -> Iterator[Segment]:
+    def transcribe(
+        self, audio: str | BinaryIO, language: str, *, vad: bool = True
+    ) -> Iterator[Segment]:
         assert not isinstance(audio, str)
         self.calls.append((language, audio.read()))
+        self.vad.append(vad)
         if self.fail is not None:
             raise self.fail
         for seg in self.segments:
@@ -243,6 +247,9 @@ def test_noise_without_speech_fails_with_a_reason(client, circle, fake):
     )
     assert done["status"] == "failed"
     assert "No speech" in done["error"]
+    # Heard again without the voice-activity filter before saying so, the same recording.
+    assert fake.vad == [True, False]
+    assert fake.calls[0] == fake.calls[1]
 
 
 # --- refusals ---------------------------------------------------------------------------------

@@ -381,6 +381,24 @@ def test_ending_the_phase_closes_a_quiet_stream_within_its_next_check(client, ci
     assert [s["text"] for s in transcript["segments"]] == [final["segments"][0]["text"]]
 
 
+def test_a_person_removed_from_the_group_stops_streaming_within_a_check(client, circle, echo):
+    anatole = circle.consultants[0]
+    with client.websocket_connect(_url(circle)) as ws:
+        _start(ws, anatole[1])
+        ws.send_bytes(pcm(2.0))
+        ws.send_text("ping")  # answered once the frame before it was taken
+        assert ws.receive_json()["type"] == "error"
+        removed = circle.api.call(
+            "DELETE", f"/groups/{circle.group_id}/members/{anatole[0]}", circle.facilitator[1]
+        )
+        assert removed.status_code == 204
+        _, final, _ = _until_final(ws)  # no other chunk: the connection looked itself
+        closed = _closed(ws)
+    assert closed.code == 1008
+    assert final["heard"] == pytest.approx(2.0)  # what was said before is kept
+    assert echo.seconds == [pytest.approx(2.0)]
+
+
 def test_too_long_a_stream_is_closed_at_the_limit(settings, api):
     api.client.app.state.transcription.ctx.stopping.set()  # type: ignore[attr-defined]
     short = settings.updated(**{"live_max_seconds": 2.5})

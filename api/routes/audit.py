@@ -1,17 +1,12 @@
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Query
-
-from api.deps import AdminUser, DbSession, GroupManager
+from api.deps import AdminUser, DbSession, GroupManager, Limit, Offset
 from companion.audit import service
 from companion.audit.service import AuditEntry
 
 router = APIRouter(tags=["audit"])
-
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 @router.get("/groups/{group_id}/audit")

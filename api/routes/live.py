@@ -32,7 +32,9 @@ are api/live_protocol.py):
 
 Closes: 1008 (policy violation) for a missing or unknown token, a missing or expired sign-in
 cookie, a wrong CSRF token, another site's Origin, an outsider, a member who is not a
-participant, an unknown group or session; 4409 when the phase is not running or stops
+participant, an unknown group or session, and, looked at every PHASE_CHECK_S during the
+stream, a person removed from the session or the group, signed out or whose token is no longer
+valid (what they said before is kept); 4409 when the phase is not running or stops
 running (each connection looks every PHASE_CHECK_S, audio or not, so the facilitator's end of
 the phase closes it within about a second, after the rest is transcribed and stored); 1003
 for a first message that is not a start, or a stream that cannot be decoded; 4413 over
@@ -45,8 +47,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -230,15 +233,37 @@ def _open(
     )
 
 
+def _still_allowed(state: AppState, start: _Start, group_id: str, session_id: str) -> str | None:
+    """None while the caller may still stream here (still signed in, still a participant of
+    the session); else why not."""
+    with state.sessions() as db:
+        try:
+            _participant(group_id, session_id, db, _user(db, start, state.settings))
+        except Refused as exc:
+            return exc.reason
+        except (NotFound, Forbidden, Unauthenticated) as exc:
+            return str(exc)
+    return None
+
+
 class _Connection:
     """One live stream: receives frames; runs passes one at a time in the thread pool, and
     drafts one at a time beside them."""
 
     def __init__(
-        self, ws: WebSocket, rec: live.LiveRecording, state: AppState, provisional: bool = False
+        self,
+        ws: WebSocket,
+        rec: live.LiveRecording,
+        state: AppState,
+        provisional: bool = False,
+        access: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.ws, self.rec, self.settings = ws, rec, state.settings
         self.provisional = provisional  # the client asked for the provisional text
+        # Looked at every PHASE_CHECK_S: a person removed from the group, signed out or whose
+        # token was revoked stops streaming within about a second (1008).
+        self.access = access
+        self.access_at = asyncio.get_running_loop().time()
         self.pass_task: asyncio.Task[None] | None = None
         self.draft_task: asyncio.Task[None] | None = None
         self.send_lock = asyncio.Lock()
@@ -312,8 +337,15 @@ class _Connection:
         await _close(self.ws, code, reason)
 
     async def phase_running(self) -> bool:
-        """Whether the phase still runs; if not, the stream is finished and closed (4409)."""
-        self.checked_at = asyncio.get_running_loop().time()
+        """Whether the phase still runs and the caller may still stream; if not, the stream
+        is finished and closed (4409; 1008 for the caller)."""
+        now = self.checked_at = asyncio.get_running_loop().time()
+        if now - self.access_at >= PHASE_CHECK_S:
+            self.access_at = now
+            refused = await run_in_threadpool(self.access)
+            if refused is not None:
+                await self.finish(Close.policy, _reason(refused))
+                return False
         stopped = await run_in_threadpool(self.rec.phase_running)
         if stopped is None:
             return True
@@ -426,7 +458,13 @@ async def live_phase(
     except DomainError as exc:
         await _close(ws, Close.unsupported, str(exc))
         return
-    conn = _Connection(ws, rec, state, start.provisional)
+    conn = _Connection(
+        ws,
+        rec,
+        state,
+        start.provisional,
+        access=functools.partial(_still_allowed, state, start, group_id, session_id),
+    )
     await conn.send(
         ReadyMessage(
             job_id=rec.job_id,

@@ -1,17 +1,12 @@
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Query
-
-from api.deps import DbSession, GroupManager
+from api.deps import DbSession, GroupManager, Limit, Offset
 from companion.llm import audit
 from companion.llm.audit import ModelCallView
 
 router = APIRouter(tags=["model calls"])
-
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 @router.get("/groups/{group_id}/model-calls")

@@ -245,6 +245,19 @@ def run_claimed(ctx: JobContext, job_id: str, attempt: int) -> None:
                 recording=recording,
                 beat=beat,
             )
+            if not segments:
+                # The voice-activity filter hears nothing in some clear speech (a synthetic or
+                # distant voice): the model's own no-speech guard decides then.
+                segments = _collect(
+                    ctx,
+                    job_id,
+                    attempt=attempt,
+                    seconds=seconds,
+                    language=language,
+                    recording=audio.open_sealed(path, key, job_id),
+                    beat=beat,
+                    vad=False,
+                )
         if not segments:
             raise JobFailed(
                 "No speech was found in the recording (only silence or noise); check the "
@@ -286,10 +299,16 @@ def _collect(
     language: str,
     recording: BinaryIO,
     beat: Heartbeat,
+    vad: bool = True,
 ) -> list[Segment]:
     segments: list[Segment] = []
     reported = float("-inf")  # the first segment is reported at once, then once a second
-    for seg in ctx.transcriber.transcribe(recording, language):
+    said = (
+        ctx.transcriber.transcribe(recording, language)
+        if vad
+        else (ctx.transcriber.transcribe(recording, language, vad=False))
+    )
+    for seg in said:
         if ctx.stopping.is_set():
             raise Interrupted()
         if beat.lost:

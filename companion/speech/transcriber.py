@@ -24,6 +24,9 @@ LOOP_RUN = 3  # the same text this many times in a row is a decoding loop, not s
 WHISPER_FRAMES = 3000  # 30 s of features: the longest input of Whisper's encoder
 DRAFT_PAD_S = 1.0  # silence after a draft's audio, so that its last word is heard to its end
 DRAFT_TOKENS_PER_S = 10  # a draft's longest text: twice and more the pace of speech
+# A window that fails the guards is decoded once more, warmer: faster-whisper's six steps
+# (0.0 to 1.0) made poorly heard French take 0.76 of its length (issue 13); two bound it.
+FALLBACK_TEMPERATURES = (0.0, 0.4)
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class Transcriber(Protocol):
     name: str
 
     def transcribe(
-        self, audio: str | BinaryIO, language: str, *, words: bool = False
+        self, audio: str | BinaryIO, language: str, *, words: bool = False, vad: bool = True
     ) -> Iterator[Segment]: ...
 
 
@@ -128,13 +131,13 @@ class WhisperTranscriber:
             "beam_size": self.spec.beam_size,
             # The guards: a window whose text compresses too well (a loop) or that is probably
             # not speech is decoded again at a higher temperature or dropped.
-            "temperature": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+            "temperature": list(FALLBACK_TEMPERATURES),
             "condition_on_previous_text": True,
             "word_timestamps": words,
         }
 
     def transcribe(
-        self, audio: str | BinaryIO, language: str, *, words: bool = False
+        self, audio: str | BinaryIO, language: str, *, words: bool = False, vad: bool = True
     ) -> Iterator[Segment]:
         model = _load(self.spec)
         if self.greedy:
@@ -148,7 +151,7 @@ class WhisperTranscriber:
                 compression_ratio_threshold=2.4,
                 log_prob_threshold=-1.0,
                 no_speech_threshold=0.6,
-                vad_filter=True,
+                vad_filter=vad,
                 **self._decoding(words),
             )
         except Exception as exc:  # decoding starts here: av raises on what it cannot read
@@ -215,7 +218,7 @@ class ConfiguredWhisper:
         self._lock = threading.Lock()
 
     def transcribe(
-        self, audio: str | BinaryIO, language: str, *, words: bool = False
+        self, audio: str | BinaryIO, language: str, *, words: bool = False, vad: bool = True
     ) -> Iterator[Segment]:
         with self._lock:
             if self._inner is None:
@@ -223,4 +226,4 @@ class ConfiguredWhisper:
                 if self.threads is not None:
                     spec = replace(spec, cpu_threads=self.threads)
                 self._inner = WhisperTranscriber(spec, greedy=self.greedy)
-        return self._inner.transcribe(audio, language, words=words)
+        return self._inner.transcribe(audio, language, words=words, vad=vad)

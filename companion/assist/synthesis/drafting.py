@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -203,10 +203,22 @@ def _to_label(found: Inputs, unlabelled: Sequence[int]) -> str:
     return "; ".join(f"{theme} {n} ({idea} {refs[n]})" for n in unlabelled)
 
 
-def _unlabelled(found: Inputs) -> list[int]:
+def theme_basis(found: Inputs) -> dict[str, str]:
+    """Each theme's ideas, as a fingerprint (theme id -> basis)."""
+    return {t.id: ideas.basis_of_ids([i.id for i in t.ideas]) for t in found.ideas.themes}
+
+
+def _unlabelled(found: Inputs, tried: Mapping[str, str]) -> list[int]:
     """Themes neither the model nor the facilitator labelled: generating is the slow part, and
-    a theme that grew keeps its label (not current) until a run has time for it."""
-    return [t.number for t in found.ideas.themes if t.label_source not in ideas.KEPT_LABELS]
+    a theme that grew keeps its label (not current) until a run has time for it. A theme whose
+    label the model already wrote for these very ideas, and which failed the check (it named
+    another theme), is not asked again: it keeps its key words until its ideas change."""
+    now = theme_basis(found)
+    return [
+        t.number
+        for t in found.ideas.themes
+        if t.label_source not in ideas.KEPT_LABELS and tried.get(t.id) != now[t.id]
+    ]
 
 
 # --- a whole draft, or an update -------------------------------------------------------------
@@ -219,11 +231,14 @@ def compose(
     today: date,
     progress: Progress | None = None,
     support: plan.Support | None = None,
+    tried: Mapping[str, str] | None = None,
 ) -> StoredDraft:
     """The model's part, checked; sent back once with the problems. Raises ModelOutputInvalid
-    when the second answer still has no usable actions."""
+    when the second answer still has no usable actions. `tried`: the themes whose label was
+    asked before, with their basis then (StoredDraft.label_tried)."""
+    tried = tried or {}
     lang = found.language
-    unlabelled = _unlabelled(found)
+    unlabelled = _unlabelled(found, tried)
     task = prompt("synthesis", "task", lang).render(themes=_to_label(found, unlabelled))
     schema = answer_schema(unlabelled, [i.ref for i in found.all_ideas])
     messages = [Message("user", f"{_head(found)}\n{task}")]
@@ -291,7 +306,7 @@ def compose_update(
     after phase 4 ends). The prompt starts like a full run's, so the server's prefix cache
     serves all but the new ideas and this short task. An action citing none of the new ideas,
     or repeating one of the draft's, is dropped; no retry (what the draft holds stands)."""
-    unlabelled = _unlabelled(found)
+    unlabelled = _unlabelled(found, previous.label_tried)
     refs = {i.id: i.ref for i in found.all_ideas}
     task = prompt("synthesis", "update", found.language).render(
         new=", ".join(refs[i.id] for i in new),

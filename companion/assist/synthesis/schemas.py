@@ -126,3 +126,6 @@ class StoredDraft(BaseModel):
     made_from: list[str] = []
     full_from: list[str] = []
     contract_id: str | None = None
+    # The themes whose label the model was asked for, with their basis then: a label that
+    # failed its check is not asked again for the same ideas (drafting._unlabelled).
+    label_tried: dict[str, str] = {}

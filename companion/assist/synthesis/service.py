@@ -133,6 +133,16 @@ def plan_support(
     )
 
 
+def tried_labels(previous: StoredDraft | None, found: Inputs) -> dict[str, str]:
+    """Every theme the model has now been asked to label, with its basis (the run asked for
+    all the unlabelled ones not tried before on the same ideas)."""
+    now = drafting.theme_basis(found)
+    before = previous.label_tried if previous is not None else {}
+    kept = {t: b for t, b in before.items() if now.get(t) == b}
+    asked = {t.id: now[t.id] for t in found.ideas.themes if t.label_source not in ideas.KEPT_LABELS}
+    return {**asked, **kept}
+
+
 def make_draft(
     db: Session,
     keys: Keyring,
@@ -172,12 +182,19 @@ def make_draft(
                     new = None  # the addendum is unusable: the whole draft is made again
             if draft is None:
                 draft = drafting.compose(
-                    gateway, group, found, utcnow().date(), progress, support=support
+                    gateway,
+                    group,
+                    found,
+                    utcnow().date(),
+                    progress,
+                    support=support,
+                    tried=previous.label_tried if previous is not None else {},
                 )
                 full_from = every
             draft = draft.model_copy(
                 update={
                     "labels": fitting_labels(db, keys, session, found, draft, embed),
+                    "label_tried": tried_labels(previous, found),
                     "made_from": every,
                     "full_from": full_from,
                     "contract_id": found.contract_id,

@@ -1,0 +1,178 @@
+"""The held-out consultations spoken and heard back: what speech does to the assistance.
+
+    python bench/eval/speech.py [--limit N]   # N consultations a language (default: all)
+
+Each held-out consultation (bench/eval/heldout_consultations.<lang>.json) is said by espeak-ng
+in its language (mbrola voices are used too where installed: `espeak-ng --voices=mb`), then
+heard by the service's transcriber with the uploads' decoding (beam search, the guards and
+their bounded fallback, the voice-activity filter, heard again without it when it finds
+nothing), on the CPU threads the settings give. Printed, per language and voice:
+
+- the exposé: word error rate against its text, and the real-time factor (decoding time over
+  audio length), median and worst (target: worst <= 0.3 on 2 cores);
+- each clarifying question said alone, as a turn: how many came back empty ("no speech"), and
+  the clarity view over the heard turns (companion/assist/clarity.py, cues only): every turn
+  in the view, how many undecided, and the recall and precision of the advice and judgment
+  flags against the labels (target 0.9 / 0.9, with the model's review).
+
+Held-out: only figures are printed, never the texts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from companion.assist import clarity
+from companion.config import Settings
+from companion.method.phases import Language
+from companion.speech.model import resolve
+from companion.speech.transcriber import WhisperTranscriber
+
+HERE = Path(__file__).parent
+FLAGS = {"disguised_advice", "judgment"}
+MBROLA = {Language.fr: ["mb-fr1", "mb-fr4"], Language.en: ["mb-en1", "mb-us1"]}
+
+
+def words(text: str) -> list[str]:
+    return "".join(c if c.isalnum() or c == "'" else " " for c in text.casefold()).split()
+
+
+def wer(reference: list[str], hypothesis: list[str]) -> float:
+    """(substitutions + deletions + insertions) / reference words."""
+    previous = list(range(len(hypothesis) + 1))
+    for i, ref in enumerate(reference, 1):
+        current = [i]
+        for j, hyp in enumerate(hypothesis, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != hyp)))
+        previous = current
+    return previous[-1] / max(len(reference), 1)
+
+
+def voices(language: Language) -> list[str]:
+    """espeak-ng's own voice for the language, and the mbrola ones installed."""
+    listed = subprocess.run(
+        ["espeak-ng", "--voices=mb"], capture_output=True, text=True, check=False
+    ).stdout
+    found = [v for v in MBROLA[language] if f"mb/{v}" in listed and shutil.which("mbrola")]
+    return [str(language), *found]
+
+
+def say(text: str, voice: str, path: Path) -> float:
+    """`text` said by espeak-ng into a 16 kHz mono WAV at `path`; its length in seconds."""
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(raw), text], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(raw),
+            "-ar",
+            "16000",
+            "-ac",
+            "1",
+            str(path),
+        ],
+        check=True,
+    )
+    raw.unlink()
+    return (path.stat().st_size - 44) / 32000
+
+
+def heard(transcriber: WhisperTranscriber, path: Path, language: Language) -> tuple[str, float]:
+    """The text heard and the seconds it took, as an upload is heard."""
+    started = time.perf_counter()
+    segments = list(transcriber.transcribe(str(path), str(language)))
+    if not segments:
+        segments = list(transcriber.transcribe(str(path), str(language), vad=False))
+    return " ".join(s.text for s in segments).strip(), time.perf_counter() - started
+
+
+def flag_scores(turns: list[tuple[str, str]], language: Language) -> dict[str, float]:
+    """Recall and precision of the advice and judgment flags over heard turns (text, label),
+    each turn flagged when any of its entries in the clarity view is; and how many were
+    undecided or missing from the view."""
+    utterances = [
+        clarity.Utterance(f"t{n}", "consultant", text) for n, (text, _) in enumerate(turns)
+    ]
+    view = clarity.analyse([], utterances, language)
+    by_turn: dict[str, list[clarity.Flag]] = {}
+    for flag in view.questions:
+        by_turn.setdefault(flag.source_id, []).append(flag)
+    tp = fp = fn = 0
+    for n, (_text, label) in enumerate(turns):
+        flagged = any(f.kind.value in FLAGS for f in by_turn.get(f"t{n}", []))
+        tp += flagged and label in FLAGS
+        fp += flagged and label not in FLAGS
+        fn += not flagged and label in FLAGS
+    heard_turns = [u for u in utterances if u.text]
+    return {
+        "recall": tp / (tp + fn) if tp + fn else 1.0,
+        "precision": tp / (tp + fp) if tp + fp else 1.0,
+        "missing": sum(1 for u in heard_turns if u.source_id not in by_turn),
+        "undecided": sum(f.kind is clarity.Kind.undecided for f in view.questions),
+    }
+
+
+def run(language: Language, voice: str, cases: list[dict[str, Any]], tmp: Path) -> None:
+    transcriber = WhisperTranscriber(resolve(Settings(data_dir=tmp)))
+    errors, factors, empty, asked = [], [], 0, 0
+    turns: list[tuple[str, str]] = []
+    typed: list[tuple[str, str]] = []
+    for n, case in enumerate(cases):
+        seconds = say(case["expose"], voice, tmp / f"expose{n}.wav")
+        text, took = heard(transcriber, tmp / f"expose{n}.wav", language)
+        errors.append(wer(words(case["expose"]), words(text)))
+        factors.append(took / seconds)
+        for m, question in enumerate(case["clarification"]):
+            path = tmp / f"q{n}-{m}.wav"
+            seconds = say(question["text"], voice, path)
+            text, took = heard(transcriber, path, language)
+            factors.append(took / seconds)
+            asked += 1
+            empty += not text
+            turns.append((text, question["label"]))
+            typed.append((question["text"], question["label"]))
+    spoken, written = flag_scores(turns, language), flag_scores(typed, language)
+    print(
+        f"  {language} voice {voice} ({len(cases)} consultations): exposé WER median "
+        f"{statistics.median(errors):.2f}, worst {max(errors):.2f}; real-time factor median "
+        f"{statistics.median(factors):.2f}, worst {max(factors):.2f}; questions heard empty "
+        f"{empty} of {asked}"
+    )
+    for name, scores in (("typed", written), ("spoken", spoken)):
+        print(
+            f"    clarity, {name} (cues only): advice+judgment recall {scores['recall']:.2f}, "
+            f"precision {scores['precision']:.2f}; turns missing from the view "
+            f"{scores['missing']:.0f}, undecided entries {scores['undecided']:.0f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--limit", type=int, default=None, help="consultations a language")
+    args = parser.parse_args()
+    print("held-out consultations, spoken (espeak-ng) and heard (the uploads' decoding)")
+    for language in Language:
+        path = HERE / f"heldout_consultations.{language}.json"
+        cases = json.loads(path.read_text(encoding="utf-8"))[: args.limit]
+        for voice in voices(language):
+            with tempfile.TemporaryDirectory(prefix="speech-eval-") as tmp:
+                run(language, voice, cases, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
