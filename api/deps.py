@@ -80,6 +80,15 @@ def get_memory(request: Request) -> Memory:
 MemoryDep = Annotated[Memory, Depends(get_memory)]
 
 
+def find_memory(request: Request) -> Memory | None:
+    """The memory, or None when it is off or not running (for what only reports on it)."""
+    memory: Memory | None = getattr(request.app.state, "memory", None)
+    return memory
+
+
+MaybeMemoryDep = Annotated[Memory | None, Depends(find_memory)]
+
+
 def get_db(request: Request) -> Iterator[Session]:
     """One transaction per request, committed before the response is sent."""
     with app_state(request).sessions() as db:
@@ -127,11 +136,14 @@ def web_session(request: Request, db: Session) -> WebSession | None:
     return row
 
 
-def token_user(db: Session, token: str) -> User:
+def token_user(db: Session, token: str, lifetime: timedelta) -> User:
     """The owner of an API token."""
-    user = accounts.authenticate(db, token)
+    user = accounts.authenticate(db, token, lifetime)
     if user is None:
-        raise Unauthenticated("This token is unknown or revoked.")
+        raise Unauthenticated(
+            "This token is unknown, revoked or expired, or its owner was deactivated: ask for "
+            "a new invitation link."
+        )
     return user
 
 
@@ -143,8 +155,8 @@ def cookie_user(db: Session, row: WebSession | None, csrf: str | None, *, change
     if change and not signin.csrf_matches(row, csrf):
         raise Forbidden("This change lacks the page's CSRF token: reload the page and try again.")
     user = db.get(User, row.user_id)
-    if user is None:
-        raise Unauthenticated("This account no longer exists.")
+    if user is None or user.deactivated_at is not None:
+        raise Unauthenticated("This account no longer exists or was deactivated.")
     return user
 
 
@@ -155,7 +167,8 @@ def current_user(
 ) -> User:
     """The caller, by bearer token (the API) or by the web app's session cookie."""
     if credentials is not None:
-        return token_user(db, credentials.credentials)
+        lifetime = timedelta(days=app_state(request).settings.token_days)
+        return token_user(db, credentials.credentials, lifetime)
     if not request.cookies.get(SESSION_COOKIE):
         raise Unauthenticated("Send your token as 'Authorization: Bearer <token>'.")
     change = request.method not in SAFE_METHODS

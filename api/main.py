@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         memory = Memory(settings, store.sessions, store.master) if settings.memory.enabled else None
         if memory is not None:
             memory.install()
+            memory.heal_in_background()  # a lost or older Chroma directory is rebuilt
         app.state.memory = memory
         if settings.llm.local_preload:
             state.preload()

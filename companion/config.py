@@ -291,6 +291,9 @@ class Settings(BaseSettings):
     invitation_days: float = Field(
         default=7, gt=0, description="An invitation link works once, within this many days."
     )
+    token_days: float = Field(
+        default=90, gt=0, description="An API token works this many days after it was issued."
+    )
     web_secure_cookies: bool | None = Field(
         default=None,
         description="Mark cookies Secure (HTTPS only); default: when public_url is https.",

@@ -161,6 +161,7 @@ NOWHERE = {
     "segment_id": MISSING_GROUP,
     "idea_id": MISSING_GROUP,
     "theme_id": MISSING_GROUP,
+    "token_id": MISSING_GROUP,
     "phase": next(iter(Phase)).value,
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from companion.memory.sources import MemoryItem
 from companion.runtime import open_store
 from companion.store.models import MemoryOutbox
 from companion.vault import DataKey, IntegrityError
-from tests.world import Api, Circle
+from tests.world import Api, Circle, wait_until
 
 NOTES = [
     "Mon équipe ne délègue pas assez, je fais tout moi-même le soir.",
@@ -702,3 +703,26 @@ def test_transcript_segments_are_searchable_and_follow_corrections(api):
     )["hits"]
     assert hits[0]["snippet"] == "Mon équipe ne délègue jamais le rapport trimestriel."
     assert len([h for h in hits if h["source_id"] == segment_id]) == 1
+
+
+def test_a_lost_chroma_directory_is_rebuilt_at_start(tmp_path: Path):
+    settings = Settings(data_dir=tmp_path / "data")
+    with serving(settings) as api:
+        circle, ids = with_notes(api, NOTES[:2])
+        token = circle.members[1][1]
+        assert len(hits(api, circle, "budget")) == 2
+    shutil.rmtree(settings.resolved_chroma_path)  # lost, or restored from before these notes
+
+    with TestClient(create_app(settings)) as client:
+        ready = wait_until(
+            lambda: (r := client.get("/readyz").json())["memory"]["checked"] and r,
+            what="the start's memory check",
+        )
+        assert ready["memory"]["reindexed_at_start"] == 1
+        found = client.get(
+            f"/api/v1/groups/{circle.group_id}/memory/search",
+            params={"q": "budget"},
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()
+        assert sorted(h["source_id"] for h in found["hits"]) == sorted(ids)
+        assert found["pending"] == 0

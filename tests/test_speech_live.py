@@ -399,6 +399,21 @@ def test_a_person_removed_from_the_group_stops_streaming_within_a_check(client, 
     assert echo.seconds == [pytest.approx(2.0)]
 
 
+def test_a_deactivated_persons_stream_closes_within_a_check(client, circle, echo):
+    anatole = circle.consultants[0]
+    with client.websocket_connect(_url(circle)) as ws:
+        _start(ws, anatole[1])
+        ws.send_bytes(pcm(2.0))
+        ws.send_text("ping")
+        assert ws.receive_json()["type"] == "error"
+        circle.api.ok("POST", f"/api/v1/users/{anatole[0]}/deactivate", circle.api.admin_token)
+        _, final, _ = _until_final(ws)
+        closed = _closed(ws)
+    assert closed.code == 1008
+    assert "deactivated" in closed.reason
+    assert final["heard"] == pytest.approx(2.0)
+
+
 def test_too_long_a_stream_is_closed_at_the_limit(settings, api):
     api.client.app.state.transcription.ctx.stopping.set()  # type: ignore[attr-defined]
     short = settings.updated(**{"live_max_seconds": 2.5})

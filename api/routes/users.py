@@ -1,12 +1,15 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import timedelta
 
-from api.deps import AdminUser, CurrentUser, DbSession, KeysDep
+from fastapi import APIRouter, Response
+
+from api.deps import AdminUser, AppStateDep, CurrentUser, DbSession, KeysDep
 from companion.accounts import service as accounts
-from companion.accounts.schemas import UserCreate, UserCreated, UserView
+from companion.accounts.schemas import TokenView, UserCreate, UserCreated, UserView
 from companion.audit import service as audit
-from companion.errors import Forbidden
+from companion.errors import Conflict, Forbidden
+from companion.store.models import User
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -30,12 +33,51 @@ def me(user: CurrentUser, keys: KeysDep) -> UserView:
     return accounts.view(keys, user)
 
 
+def _self_or_admin(caller: User, user_id: str) -> None:
+    if caller.id != user_id and not caller.is_admin:
+        raise Forbidden("Only the person themselves or an administrator manages these tokens.")
+
+
 @router.post("/{user_id}/tokens", status_code=201)
 def new_token(user_id: str, caller: CurrentUser, db: DbSession) -> dict[str, str]:
-    """A new token for yourself (or, for an administrator, for anyone); older ones stay valid."""
-    if caller.id != user_id and not caller.is_admin:
-        raise Forbidden("You can only issue tokens for yourself.")
-    user = accounts.get_user(db, user_id)
-    token = accounts.issue_token(db, user)
-    audit.record(db, caller.id, None, "token.issue", "user", user.id)
+    """A new token for yourself; older ones stay valid until revoked or expired. Nobody mints a
+    token for another person (they sign in by an invitation link)."""
+    if caller.id != user_id:
+        raise Forbidden(
+            "You can only issue tokens for yourself; invite the person instead "
+            "(POST /groups/{group_id}/invitations)."
+        )
+    token = accounts.issue_token(db, caller)
+    audit.record(db, caller.id, None, "token.issue", "user", caller.id)
     return {"token": token}
+
+
+@router.get("/{user_id}/tokens")
+def list_tokens(
+    user_id: str, caller: CurrentUser, db: DbSession, state: AppStateDep
+) -> list[TokenView]:
+    """The person's tokens (never their secrets): for themselves and administrators."""
+    _self_or_admin(caller, user_id)
+    lifetime = timedelta(days=state.settings.token_days)
+    return accounts.tokens(db, accounts.get_user(db, user_id), lifetime)
+
+
+@router.delete("/{user_id}/tokens/{token_id}", status_code=204)
+def revoke_token(user_id: str, token_id: str, caller: CurrentUser, db: DbSession) -> Response:
+    """Revoke one token: it answers 401 from the next request on, live streams included."""
+    _self_or_admin(caller, user_id)
+    accounts.revoke_token(db, accounts.get_user(db, user_id), token_id)
+    audit.record(db, caller.id, None, "token.revoke", "user", user_id)
+    return Response(status_code=204)
+
+
+@router.post("/{user_id}/deactivate")
+def deactivate(user_id: str, admin: AdminUser, db: DbSession, keys: KeysDep) -> UserView:
+    """For administrators: every token and sign-in of the person dead at once, their open live
+    streams closed at their next check (about a second); what they wrote stays."""
+    if admin.id == user_id:
+        raise Conflict("You cannot deactivate yourself; another administrator can.")
+    user = accounts.get_user(db, user_id)
+    accounts.deactivate(db, user)
+    audit.record(db, admin.id, None, "user.deactivate", "user", user.id)
+    return accounts.view(keys, user)

@@ -306,10 +306,10 @@ def eval_synthesis(settings: Settings, runs: int) -> None:
                 with client.app.state.companion.sessions() as db:
                     calls = db.scalars(select(ModelCall).order_by(ModelCall.at)).all()
                 cold_call, last = calls[-2] if len(calls) > 1 else None, calls[-1]
-                for name, call in (("cold", cold_call), ("after the end", last)):
+                for when, call in (("cold", cold_call), ("after the end", last)):
                     if call is not None:
                         print(
-                            f"      model call {name}: {call.prompt_tokens} prompt + "
+                            f"      model call {when}: {call.prompt_tokens} prompt + "
                             f"{call.completion_tokens} completion tokens, "
                             f"{call.duration_ms / 1000:.1f} s"
                         )

@@ -11,6 +11,9 @@ class UserView(BaseModel):
     id: str
     name: str
     is_admin: bool
+    deactivated_at: datetime | None = Field(
+        default=None, description="Since then none of their tokens or sign-ins works."
+    )
 
 
 class UserCreate(BaseModel):
@@ -20,6 +23,16 @@ class UserCreate(BaseModel):
 
 class UserCreated(UserView):
     token: str
+
+
+class TokenView(BaseModel):
+    """One of a person's API tokens; never its secret."""
+
+    id: str
+    created_at: datetime
+    expires_at: datetime = Field(description="It stops working then (COMPANION_TOKEN_DAYS).")
+    revoked_at: datetime | None
+    active: bool = Field(description="Neither revoked nor expired.")
 
 
 class InvitationView(BaseModel):

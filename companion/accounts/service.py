@@ -4,16 +4,17 @@ is stored, and the id makes lookup a single indexed read."""
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from companion.accounts.schemas import UserView
+from companion.accounts.schemas import TokenView, UserView
 from companion.errors import NotFound
 from companion.store.keyring import SYSTEM_SCOPE, Keyring
-from companion.store.models import ApiToken, User, new_id, utcnow
+from companion.store.models import ApiToken, User, WebSession, new_id, utcnow
 
 # Tokens carry 256 bits of randomness, so a light argon2 setting is ample and keeps requests fast.
 _hasher = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
@@ -36,18 +37,48 @@ def issue_token(db: Session, user: User) -> str:
     return f"{TOKEN_PREFIX}_{token.id}_{secret}"
 
 
-def authenticate(db: Session, bearer: str) -> User | None:
+def authenticate(db: Session, bearer: str, lifetime: timedelta) -> User | None:
+    """The owner of a token that is neither revoked nor older than `lifetime`, if they are not
+    deactivated; None otherwise."""
     parts = bearer.split("_", 2)
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
         return None
     token = db.get(ApiToken, parts[1])
-    if token is None or token.revoked_at is not None:
+    if token is None or token.revoked_at is not None or token.created_at + lifetime <= utcnow():
         return None
     try:
         _hasher.verify(token.secret_hash, parts[2])
     except (VerificationError, InvalidHashError):
         return None
-    return db.get(User, token.user_id)
+    user = db.get(User, token.user_id)
+    return user if user is not None and user.deactivated_at is None else None
+
+
+def tokens(db: Session, user: User, lifetime: timedelta) -> list[TokenView]:
+    """The person's tokens, newest first."""
+    now = utcnow()
+    rows = db.scalars(
+        select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.created_at.desc())
+    )
+    return [
+        TokenView(
+            id=t.id,
+            created_at=t.created_at,
+            expires_at=t.created_at + lifetime,
+            revoked_at=t.revoked_at,
+            active=t.revoked_at is None and t.created_at + lifetime > now,
+        )
+        for t in rows
+    ]
+
+
+def revoke_token(db: Session, user: User, token_id: str) -> None:
+    """Revoke one of the person's tokens: it answers 401 from the next request on."""
+    token = db.get(ApiToken, token_id)
+    if token is None or token.user_id != user.id:
+        raise NotFound(f"{user.id} has no token with id {token_id}; GET …/tokens lists them.")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
 
 
 def revoke_tokens(db: Session, user: User) -> int:
@@ -57,6 +88,18 @@ def revoke_tokens(db: Session, user: User) -> int:
     for token in tokens:
         token.revoked_at = utcnow()
     return len(tokens)
+
+
+def deactivate(db: Session, user: User) -> None:
+    """Every token and sign-in of the person dead at once (their open live streams close at
+    their next check); their name and what they wrote stay."""
+    now = utcnow()
+    user.deactivated_at = now
+    revoke_tokens(db, user)
+    for row in db.scalars(
+        select(WebSession).where(WebSession.user_id == user.id, WebSession.revoked_at.is_(None))
+    ):
+        row.revoked_at = now
 
 
 def get_user(db: Session, user_id: str) -> User:
@@ -71,7 +114,12 @@ def user_name(keys: Keyring, user: User) -> str:
 
 
 def view(keys: Keyring, user: User) -> UserView:
-    return UserView(id=user.id, name=user_name(keys, user), is_admin=user.is_admin)
+    return UserView(
+        id=user.id,
+        name=user_name(keys, user),
+        is_admin=user.is_admin,
+        deactivated_at=user.deactivated_at,
+    )
 
 
 def users(db: Session, keys: Keyring) -> list[UserView]:

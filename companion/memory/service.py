@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, event, func, select
@@ -102,6 +103,8 @@ class Memory:
         self.rotations = Rotations()
         self._write = threading.Lock()
         self._installed = False
+        self.healing: dict[str, int] = {}  # group id -> memories missing, while it reindexes
+        self.healed_at_start: dict[str, int] | None = None  # None until the start's check ends
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -383,6 +386,65 @@ class Memory:
                 db.execute(delete(MemoryOutbox).where(MemoryOutbox.id.in_(waiting)))
             db.commit()
         return len(seen)
+
+    def missing(self, group_id: str) -> int:
+        """How many of the group's memories the database holds that Chroma does not (those
+        still waiting in the outbox aside): a lost or truncated collection."""
+        with self.sessions() as db:
+            expected = sources.expected_ids(db, group_id)
+            waiting = {
+                sources.memory_id(kind, source_id)
+                for kind, source_id in db.execute(
+                    select(MemoryOutbox.kind, MemoryOutbox.source_id).where(
+                        MemoryOutbox.group_id == group_id
+                    )
+                )
+            }
+        return len(expected - waiting - set(self.store.ids(group_id)))
+
+    def heal(self) -> dict[str, int]:
+        """Reindex every group whose memory lacks what the database holds (a Chroma directory
+        lost or restored from an older backup); what was missing, by group. Run at start, in a
+        thread of its own (`heal_in_background`)."""
+        healed: dict[str, int] = {}
+        for group_id in self.group_ids():
+            try:
+                lacking = self.missing(group_id)
+                if lacking:
+                    log.warning(
+                        "The memory of group %s lacks %d of its items: reindexing it.",
+                        group_id,
+                        lacking,
+                    )
+                    self.healing[group_id] = lacking
+                    self.reindex(group_id)
+                    healed[group_id] = lacking
+            except (MemoryUnavailable, EmbedderUnavailable, KeyGone) as exc:
+                log.error("The memory of group %s could not be checked: %s", group_id, exc)
+            finally:
+                self.healing.pop(group_id, None)
+        return healed
+
+    def heal_in_background(self) -> threading.Thread:
+        thread = threading.Thread(target=self._heal_quietly, name="memory-heal", daemon=True)
+        self.healed_at_start = None
+        thread.start()
+        return thread
+
+    def _heal_quietly(self) -> None:
+        try:
+            self.healed_at_start = self.heal()
+        except Exception:  # a check that fails must not stop the service; the log says why
+            log.exception("Checking the memory against the database failed")
+            self.healed_at_start = {}
+
+    def state(self) -> dict[str, Any]:
+        """For /readyz: whether the start's check is done, what it healed, what heals now."""
+        return {
+            "checked": self.healed_at_start is not None,
+            "reindexed_at_start": len(self.healed_at_start or {}),
+            "reindexing": sum(self.healing.values()),
+        }
 
     def group_ids(self) -> list[str]:
         with self.sessions() as db:

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -251,3 +252,28 @@ def all_items(db: Session, keys: Keyring, group_id: str) -> Iterator[MemoryItem]
         select(RegulationSummary).where(RegulationSummary.session_id.in_(sessions))
     ):
         yield _regulation(keys, group_id, summary)
+
+
+def expected_ids(db: Session, group_id: str) -> set[str]:
+    """The memory ids `all_items` would make, from ids alone (nothing opened): what the group's
+    collection should hold once its outbox is empty."""
+    sessions = select(CodevSession.id).where(CodevSession.group_id == group_id)
+    tables: list[tuple[MemoryKind, Any]] = [
+        (MemoryKind.note, Note),
+        (MemoryKind.contract, Contract),
+        (MemoryKind.action, Action),
+        (MemoryKind.learning, Learning),
+        (MemoryKind.theme, Theme),
+        (MemoryKind.regulation, RegulationSummary),
+    ]
+    found = {
+        memory_id(kind, row_id)
+        for kind, table in tables
+        for row_id in db.scalars(select(table.id).where(table.session_id.in_(sessions)))
+    }
+    done = (
+        select(TranscriptSegment.id)
+        .join(TranscriptionJob, TranscriptionJob.id == TranscriptSegment.job_id)
+        .where(TranscriptSegment.session_id.in_(sessions), TranscriptionJob.status == "done")
+    )
+    return found | {memory_id(MemoryKind.segment, row_id) for row_id in db.scalars(done)}

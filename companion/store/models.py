@@ -77,6 +77,8 @@ class User(Base):
     name_sealed: Mapped[bytes] = mapped_column(LargeBinary)  # sealed with the system key
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = _created()
+    # Deactivated: no token or sign-in of theirs works any more (an administrator's act).
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ApiToken(Base):

@@ -260,7 +260,8 @@ def compose(
                 problems="\n".join(f"- {p}" for p in problems)
             )
             messages += [Message("assistant", answer.model_dump_json()), Message("user", retry)]
-    if best is not None and len(best.actions) >= 2:
+    # Fewer actions than asked (the others cited nothing they are made of) beat no draft.
+    if best is not None and best.actions:
         return best
     raise ModelOutputInvalid(
         "The model's draft synthesis failed its checks twice (its actions did not cite the "

@@ -25,7 +25,9 @@ from companion.text import content_word, words
 
 Embed = Callable[[Sequence[str]], list[list[float]]]
 
-NEAREST = 5  # a cited idea among the action's five nearest ideas is one it is made of
+# A cited idea among the action's nearest (five, or a quarter of the ideas when there are
+# more than twenty) is one it is made of.
+NEAREST = 5
 CLOSE = 0.45  # or one at least this close to the action (cosine)
 ALIKE = 0.85  # two actions this close (objective and first step) say the same
 # A field that says nothing was needed is empty, not a resource.
@@ -53,7 +55,8 @@ class Support:
     def made_of(self, action: np.ndarray, refs: Sequence[str]) -> list[str]:
         """The `refs` the action is made of, in their order."""
         scores = {ref: float(v @ action) for ref, v in self.vectors.items()}
-        nearest = set(sorted(scores, key=lambda r: -scores[r])[:NEAREST])
+        most = max(NEAREST, len(scores) // 4)
+        nearest = set(sorted(scores, key=lambda r: -scores[r])[:most])
         return [r for r in refs if r in scores and (r in nearest or scores[r] >= CLOSE)]
 
     def supported(self, field: str, refs: Sequence[str]) -> str:
