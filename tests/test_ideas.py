@@ -237,7 +237,17 @@ def test_a_label_is_shown_only_on_the_theme_whose_ideas_it_names(assisted, model
         assert after[n]["label"] == expected
 
 
-def test_the_client_gets_an_outline_then_a_cited_draft(assisted, model):
+def test_a_theme_of_one_idea_keeps_its_key_words_and_costs_no_label(assisted, model):
+    circle = _ready(assisted)  # three themes of one idea each
+    model.reply(_draft([["I1"], ["I2"]], labels={}))
+    made = assisted.ok("POST", circle.path("/synthesis"), circle.client[1])
+    schema = model.received[0].body["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["labels"]["maxItems"] == 0
+    assert {t["label_source"] for t in made["themes"]} == {"words"}
+
+
+def test_the_client_gets_an_outline_then_a_cited_draft(assisted, model, monkeypatch):
+    monkeypatch.setattr(drafting, "LABEL_FROM", 1)  # label themes of one idea, as before
     circle = _ready(assisted)
     client = circle.client[1]
     outline = assisted.ok("GET", circle.path("/synthesis"), client)

@@ -47,6 +47,9 @@ TEXT_FIELDS = (
     *(("ModelAction", f) for f in ("objective", "first_step", "resources", "indicator")),
 )
 LABEL_MAX_WORDS = 8
+# A theme of one idea keeps its key words: most themes hold one idea, and their labels were
+# most of what the model wrote (each ~15 tokens, at ~8 tokens a second on 2 cores).
+LABEL_FROM = 2
 PURPOSE = "synthesis.draft"
 # A draft is updated (compose_update) rather than made again when at most UPDATE_AT_MOST ideas
 # are new, at most UPDATE_SHARE of all lack a full run, and the last full run saw UPDATE_FROM
@@ -210,14 +213,17 @@ def theme_basis(found: Inputs) -> dict[str, str]:
 
 def _unlabelled(found: Inputs, tried: Mapping[str, str]) -> list[int]:
     """Themes neither the model nor the facilitator labelled: generating is the slow part, and
-    a theme that grew keeps its label (not current) until a run has time for it. A theme whose
+    a theme that grew keeps its label (not current) until a run has time for it; a theme of one
+    idea keeps its key words (LABEL_FROM). A theme whose
     label the model already wrote for these very ideas, and which failed the check (it named
     another theme), is not asked again: it keeps its key words until its ideas change."""
     now = theme_basis(found)
     return [
         t.number
         for t in found.ideas.themes
-        if t.label_source not in ideas.KEPT_LABELS and tried.get(t.id) != now[t.id]
+        if t.label_source not in ideas.KEPT_LABELS
+        and tried.get(t.id) != now[t.id]
+        and len(t.ideas) >= LABEL_FROM
     ]
 
 
