@@ -76,3 +76,17 @@ def test_the_draft_keeps_one_of_two_alike_actions_and_no_filler(assisted, model_
     assert first["indicator"] == "Le tableau de bord rendu à temps"  # its words were said
     assert second["indicator"] == ""
     assert first["due_date"] != second["due_date"]  # the copied 4 weeks are spread
+
+
+def test_an_action_alike_another_comes_back_only_when_the_plan_would_be_too_short():
+    from companion.assist.synthesis.drafting import _distinct
+
+    same, other = _v(1, 0), _v(0, 1)
+    usable = [
+        ("backlog", ["I1"], same),
+        ("backlog again", ["I2"], _v(1, 0.1)),
+        ("rest", ["I3"], other),
+    ]
+    assert [u[0] for u in _distinct(usable, 2)] == ["backlog", "rest"]  # type: ignore[arg-type]
+    alone = usable[:2]
+    assert [u[0] for u in _distinct(alone, 2)] == ["backlog", "backlog again"]  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ from companion.assist.synthesis.inputs import Inputs
 from companion.assist.synthesis.schemas import (
     MAX_ACTIONS,
     DraftAction,
+    ModelAction,
     ModelDraft,
     ModelUpdate,
     Question,
@@ -100,6 +101,24 @@ def _same(text: str) -> str:
     return " ".join(text.casefold().split()).rstrip(" .?!")
 
 
+def _distinct(
+    usable: list[tuple[ModelAction, list[str], Any]], needed: int
+) -> list[tuple[ModelAction, list[str], Any]]:
+    """The actions, each one alike an earlier one left out, unless that leaves fewer than
+    `needed`: then the least alike of those come back (a plan of one action is no plan)."""
+    kept: list[tuple[ModelAction, list[str], Any]] = []
+    repeats: list[tuple[float, int]] = []  # (likeness to the kept, index in usable)
+    for n, (action, refs, vector) in enumerate(usable):
+        likeness = max((float(vector @ k[2]) for k in kept if vector is not None), default=0.0)
+        if vector is not None and likeness >= plan.ALIKE:
+            repeats.append((likeness, n))
+        else:
+            kept.append((action, refs, vector))
+    back = sorted(repeats)[: max(0, needed - len(kept))]
+    chosen = {id(k[0]) for k in kept} | {id(usable[n][0]) for _, n in back}
+    return [u for u in usable if id(u[0]) in chosen]
+
+
 def check(
     answer: ModelDraft,
     found: Inputs,
@@ -142,21 +161,25 @@ def check(
                     broad=_broad(refs, by_ref),
                 )
             )
-    actions: list[DraftAction] = []
-    weeks: list[int] = []
-    made: list[Any] = []  # the kept actions' vectors
+    usable: list[tuple[ModelAction, list[str], Any]] = []  # with its refs and vector
     for n, a in enumerate(answer.actions, start=1):
         refs = cited(a.ideas, f"action {n}")
         if refs is None:
             continue
-        resources: str | None = a.resources
-        indicator = a.indicator
+        vector = None
         if support is not None:
             vector = support.vector(f"{a.objective}. {a.first_step}")
             refs = support.made_of(vector, refs)
-            if not refs or any(plan.alike(vector, v) for v in made):
-                continue  # made of none of what it cites, or said already
-            made.append(vector)
+            if not refs:
+                continue  # made of none of what it cites
+        usable.append((a, refs, vector))
+    kept = _distinct(usable, actions_needed)
+    actions: list[DraftAction] = []
+    weeks: list[int] = []
+    for a, refs, _vector in kept:
+        resources: str | None = a.resources
+        indicator = a.indicator
+        if support is not None:
             resources = support.supported(a.resources, refs) or None
             indicator = support.supported(a.indicator, refs)
         weeks.append(a.weeks)
