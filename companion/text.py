@@ -79,9 +79,11 @@ def content_word(word: str) -> str:
     return _ELIDED.sub("", word)
 
 
-def key_words(texts: Sequence[str], stopwords: Collection[str], limit: int) -> list[str]:
-    """The most used content words of `texts` (4 letters or more, not a stopword, not a
-    number), first-seen order breaking ties."""
+def content_counts(
+    texts: Sequence[str], stopwords: Collection[str]
+) -> tuple[Counter[str], dict[str, int]]:
+    """How often each content word of `texts` comes (4 letters or more, not a stopword, not a
+    number), and the order they first came in."""
     counts: Counter[str] = Counter()
     first: dict[str, int] = {}
     for text in texts:
@@ -89,5 +91,11 @@ def key_words(texts: Sequence[str], stopwords: Collection[str], limit: int) -> l
             if len(word) >= 4 and word not in stopwords and not word.isdigit():
                 counts[word] += 1
                 first.setdefault(word, len(first))
+    return counts, first
+
+
+def key_words(texts: Sequence[str], stopwords: Collection[str], limit: int) -> list[str]:
+    """The most used content words of `texts`, first-seen order breaking ties."""
+    counts, first = content_counts(texts, stopwords)
     ranked = sorted(counts, key=lambda w: (-counts[w], first[w]))
     return ranked[:limit]

@@ -34,6 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from bench.live import wer  # the same word error rate as the live bench
 from companion.assist import clarity
 from companion.config import Settings
 from companion.method.phases import Language
@@ -47,17 +48,6 @@ MBROLA = {Language.fr: ["mb-fr1", "mb-fr4"], Language.en: ["mb-en1", "mb-us1"]}
 
 def words(text: str) -> list[str]:
     return "".join(c if c.isalnum() or c == "'" else " " for c in text.casefold()).split()
-
-
-def wer(reference: list[str], hypothesis: list[str]) -> float:
-    """(substitutions + deletions + insertions) / reference words."""
-    previous = list(range(len(hypothesis) + 1))
-    for i, ref in enumerate(reference, 1):
-        current = [i]
-        for j, hyp in enumerate(hypothesis, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != hyp)))
-        previous = current
-    return previous[-1] / max(len(reference), 1)
 
 
 def voices(language: Language) -> list[str]:

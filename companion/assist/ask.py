@@ -206,7 +206,9 @@ def answer(
         draft = gateway.complete(
             group, PURPOSE, [Message("user", template.render(**values))], AnswerDraft
         )
-        if not draft.answered:
+        body, numbers, unknown = cited(draft, len(hits))
+        # A small model may write "nothing found" and cite a source all the same.
+        if not draft.answered or says_nothing_found(body, messages["not_found"]):
             return MemoryAnswer(
                 question=text,
                 found=False,
@@ -215,19 +217,8 @@ def answer(
                 pending=found.pending,
                 prompt_version=template.version,
             )
-        body, numbers, unknown = cited(draft, len(hits))
         if unknown:
             log.info("The memory answer cited %d unknown source(s); dropped.", len(unknown))
-        if says_nothing_found(body, messages["not_found"]):
-            # A small model writes "nothing found" and cites a source all the same.
-            return MemoryAnswer(
-                question=text,
-                found=False,
-                answer=messages["unanswered"],
-                citations=[],
-                pending=found.pending,
-                prompt_version=template.version,
-            )
         if numbers:
             return MemoryAnswer(
                 question=text,

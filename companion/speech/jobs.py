@@ -236,27 +236,22 @@ def run_claimed(ctx: JobContext, job_id: str, attempt: int) -> None:
                 raise JobFailed(
                     f"The stored recording failed its integrity check ({exc})."
                 ) from exc
-            segments = _collect(
-                ctx,
-                job_id,
-                attempt=attempt,
-                seconds=seconds,
-                language=language,
-                recording=recording,
-                beat=beat,
-            )
-            if not segments:
-                # The voice-activity filter hears nothing in some clear speech (a synthetic or
-                # distant voice): the model's own no-speech guard decides then.
+            segments: list[Segment] = []
+            # The voice-activity filter hears nothing in some clear speech (a synthetic or
+            # distant voice): then the recording is heard again without it, and the model's
+            # own no-speech guard decides.
+            for vad in (True, False):
+                if segments:
+                    break
                 segments = _collect(
                     ctx,
                     job_id,
                     attempt=attempt,
                     seconds=seconds,
                     language=language,
-                    recording=audio.open_sealed(path, key, job_id),
+                    recording=recording if vad else audio.open_sealed(path, key, job_id),
                     beat=beat,
-                    vad=False,
+                    vad=vad,
                 )
         if not segments:
             raise JobFailed(

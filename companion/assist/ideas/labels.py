@@ -18,7 +18,7 @@ from collections.abc import Collection, Mapping, Sequence
 import numpy as np
 
 from companion.assist.ideas.grouping import unit
-from companion.text import content_word, words
+from companion.text import content_counts, content_word, words
 
 
 def closeness(vector: np.ndarray, members: Sequence[np.ndarray]) -> float:
@@ -60,13 +60,7 @@ def distinctive_words(
     """The content words (4 letters or more, not a stopword, not a number) of a theme's
     `texts`, ranked by how often they come in it and how few of the `others` themes use them
     (tf-idf over the consultation's themes); first-seen order breaks ties."""
-    counts: Counter[str] = Counter()
-    first: dict[str, int] = {}
-    for text in texts:
-        for word in map(content_word, words(text)):
-            if len(word) >= 4 and word not in stopwords and not word.isdigit():
-                counts[word] += 1
-                first.setdefault(word, len(first))
+    counts, first = content_counts(texts, stopwords)
     used_by = Counter(
         word
         for theme in others
