@@ -167,7 +167,7 @@ def current_user(
 ) -> User:
     """The caller, by bearer token (the API) or by the web app's session cookie."""
     if credentials is not None:
-        lifetime = timedelta(days=app_state(request).settings.token_days)
+        lifetime = app_state(request).settings.token_lifetime
         return token_user(db, credentials.credentials, lifetime)
     if not request.cookies.get(SESSION_COOKIE):
         raise Unauthenticated("Send your token as 'Authorization: Bearer <token>'.")

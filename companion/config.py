@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -336,6 +337,11 @@ class Settings(BaseSettings):
     def updated(self, **changes: Any) -> Self:
         """A copy with these settings changed, by flat name (`llm_base_url=...`), validated."""
         return type(self).model_validate({**self.model_dump(), **changes})
+
+    @property
+    def token_lifetime(self) -> timedelta:
+        """How long an API token works after it was issued (token_days)."""
+        return timedelta(days=self.token_days)
 
     @property
     def resolved_chroma_path(self) -> Path:

@@ -179,7 +179,7 @@ def _user(db: Session, start: _Start, settings: Settings) -> User:
     the same checks as an HTTP request."""
     try:
         if start.token is not None:
-            return token_user(db, start.token, timedelta(days=settings.token_days))
+            return token_user(db, start.token, settings.token_lifetime)
         row = signin.session_of(db, start.cookie, timedelta(days=settings.web_session_days))
         return cookie_user(db, row, start.csrf, change=True)
     except (Unauthenticated, Forbidden) as exc:

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from datetime import timedelta
-
 from fastapi import APIRouter, Response
 
 from api.deps import AdminUser, AppStateDep, CurrentUser, DbSession, KeysDep
@@ -58,8 +56,7 @@ def list_tokens(
 ) -> list[TokenView]:
     """The person's tokens (never their secrets): for themselves and administrators."""
     _self_or_admin(caller, user_id)
-    lifetime = timedelta(days=state.settings.token_days)
-    return accounts.tokens(db, accounts.get_user(db, user_id), lifetime)
+    return accounts.tokens(db, accounts.get_user(db, user_id), state.settings.token_lifetime)
 
 
 @router.delete("/{user_id}/tokens/{token_id}", status_code=204)

@@ -169,21 +169,22 @@ class Utterance:
     client: bool = False
 
 
-def asked(utterance: Utterance, language: Language) -> list[str]:
+def asked(utterance: Utterance, language: Language) -> tuple[list[str], bool]:
     """What a clarification turn asks: its questions; a consultant's turn in which none is
-    recognised is taken whole (undecided), so no question is lost for want of a '?'."""
+    recognised is taken whole (undecided, the second value), so no question is lost for want
+    of a '?'."""
     found = questions_in(utterance.text, language)
     if found or utterance.client:
-        return found
+        return found, False
     whole = " ".join(normalise(utterance.text).split())
-    return [whole] if whole else []
+    return ([whole], True) if whole else ([], False)
 
 
 def undecided(clarification: list[Utterance], language: Language) -> list[str]:
     """The questions of the clarification that no cue decides (each once): the model's part."""
     found: dict[str, str] = {}
     for utterance in clarification:
-        for question in asked(utterance, language):
+        for question in asked(utterance, language)[0]:
             if classify(question, language)[1] is None:
                 found.setdefault(question_key(question), question)
     return list(found.values())
@@ -203,8 +204,8 @@ def analyse(
     reviewed = reviewed or {}
     flags = []
     for utterance in clarification:
-        questions = questions_in(utterance.text, language)
-        for question in asked(utterance, language):
+        questions, whole = asked(utterance, language)
+        for question in questions:
             kind, cue = classify(question, language)
             source, reason = Source.cue, None
             if cue is None:
@@ -212,7 +213,7 @@ def analyse(
                 source = Source.rule if review is None else Source.model
                 if review is not None:
                     kind, reason = review.kind, review.reason
-                elif question not in questions:
+                elif whole:
                     kind = Kind.undecided
             flags.append(
                 Flag(

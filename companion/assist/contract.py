@@ -7,9 +7,8 @@ regenerated once with the reasons; the client then edits and confirms one candid
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -19,7 +18,7 @@ from companion.llm.gateway import GroupRef, LLMGateway, Message, narrowed
 from companion.method.contract import one_sentence_problem
 from companion.method.phases import Language
 from companion.prompts import data, prompt
-from companion.text import content_word, key_words, normalise, words
+from companion.text import content_counts, content_word, key_words, normalise, words
 
 KEY_WORDS = 10  # the client's words a candidate may reuse (any one will do)
 CANDIDATES = 3
@@ -72,7 +71,7 @@ class Said:
     consultants proposed (a disguised-advice question) or the client tried, by their words."""
 
     stems: frozenset[str] = frozenset()
-    solutions: dict[str, str] | None = None  # stem -> the word as said
+    solutions: dict[str, str] = field(default_factory=dict)  # stem -> the word as said
 
     @property
     def prefixes(self) -> frozenset[str]:
@@ -118,16 +117,9 @@ def client_key_words(client_texts: Sequence[str], language: Language, said: Said
     said twice or more first (a word misheard by the transcription is rarely heard twice), and
     none of a solution they tried."""
     found = key_words(client_texts, rules(language).stopwords, 3 * KEY_WORDS)
-    tried = said.solutions or {}
-    found = [w for w in found if _stem(w) not in tried]
-    said_twice = {
-        w
-        for w, n in Counter(
-            content_word(t) for text in client_texts for t in words(normalise(text))
-        ).items()
-        if n >= 2
-    }
-    twice = [w for w in found if w in said_twice]
+    found = [w for w in found if _stem(w) not in said.solutions]
+    counts, _first = content_counts(client_texts, rules(language).stopwords)
+    twice = [w for w in found if counts[w] >= 2]
     return (twice if len(twice) >= 3 else found)[:KEY_WORDS]
 
 
@@ -161,7 +153,7 @@ def problems(
     if keys and not any(_stem(k) in stems for k in keys):
         found.append("uses none of the client's key words (" + ", ".join(keys) + ")")
     if said is not None:
-        proposed = [w for s, w in (said.solutions or {}).items() if s in stems]
+        proposed = [w for s, w in said.solutions.items() if s in stems]
         if proposed:
             found.append(
                 "builds in a solution proposed or already tried (" + ", ".join(proposed) + ")"

@@ -298,12 +298,7 @@ def _collect(
 ) -> list[Segment]:
     segments: list[Segment] = []
     reported = float("-inf")  # the first segment is reported at once, then once a second
-    said = (
-        ctx.transcriber.transcribe(recording, language)
-        if vad
-        else (ctx.transcriber.transcribe(recording, language, vad=False))
-    )
-    for seg in said:
+    for seg in ctx.transcriber.transcribe(recording, language, vad=vad):
         if ctx.stopping.is_set():
             raise Interrupted()
         if beat.lost:

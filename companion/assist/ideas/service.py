@@ -273,6 +273,14 @@ def label_with_words(
     members = {
         t.id: [_vector(keys, group_id, i) for i in ideas if i.theme_id == t.id] for t in themes
     }
+    fingerprints = {t.id: basis([i for i in ideas if i.theme_id == t.id]) for t in stale}
+    current = {t.id: keys.open(group_id, t, "label") if t.label_sealed else None for t in stale}
+    # A model's label stands until the model labels the theme again; key words, while the
+    # theme's ideas are the same.
+    same = {
+        t.id: t.label_source == LabelSource.model or t.label_basis == fingerprints[t.id]
+        for t in stale
+    }
     candidates: dict[str, list[str]] = {}
     for theme in stale:
         others = [said for theme_id, said in texts.items() if theme_id != theme.id]
@@ -280,9 +288,7 @@ def label_with_words(
             texts[theme.id], others, contract.rules(language).stopwords, KEY_WORDS_PER_LABEL
         )
         central = labels.central(texts[theme.id], members[theme.id])
-        unchanged = theme.label_basis == basis([i for i in ideas if i.theme_id == theme.id])
-        keep = theme.label_source == LabelSource.model or unchanged  # a model's, until relabelled
-        kept = keys.open(group_id, theme, "label") if keep and theme.label_sealed else ""
+        kept = (current[theme.id] or "") if same[theme.id] else ""
         candidates[theme.id] = list(
             dict.fromkeys(c for c in (kept, ", ".join(found), central) if c)
         )
@@ -294,14 +300,11 @@ def label_with_words(
             fits[theme_id] = label
     for theme in stale:
         label = fits.get(theme.id, "")
-        fingerprint = basis([i for i in ideas if i.theme_id == theme.id])
-        current = keys.open(group_id, theme, "label") if theme.label_sealed else None
-        same = theme.label_source == LabelSource.model or theme.label_basis == fingerprint
-        if label == current and same:
+        if label == current[theme.id] and same[theme.id]:
             continue  # it still fits: nothing to write
         keys.seal(group_id, theme, "label", label)
         theme.label_source = LabelSource.words
-        theme.label_basis = fingerprint
+        theme.label_basis = fingerprints[theme.id]
     db.flush()
 
 

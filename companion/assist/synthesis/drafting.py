@@ -106,17 +106,18 @@ def _distinct(
 ) -> list[tuple[ModelAction, list[str], Any]]:
     """The actions, each one alike an earlier one left out, unless that leaves fewer than
     `needed`: then the least alike of those come back (a plan of one action is no plan)."""
-    kept: list[tuple[ModelAction, list[str], Any]] = []
+    kept: list[int] = []
     repeats: list[tuple[float, int]] = []  # (likeness to the kept, index in usable)
-    for n, (action, refs, vector) in enumerate(usable):
-        likeness = max((float(vector @ k[2]) for k in kept if vector is not None), default=0.0)
-        if vector is not None and likeness >= plan.ALIKE:
+    for n, (_action, _refs, vector) in enumerate(usable):
+        likeness = 0.0
+        if vector is not None:
+            likeness = max((float(vector @ usable[k][2]) for k in kept), default=0.0)
+        if likeness >= plan.ALIKE:
             repeats.append((likeness, n))
         else:
-            kept.append((action, refs, vector))
-    back = sorted(repeats)[: max(0, needed - len(kept))]
-    chosen = {id(k[0]) for k in kept} | {id(usable[n][0]) for _, n in back}
-    return [u for u in usable if id(u[0]) in chosen]
+            kept.append(n)
+    back = [n for _, n in sorted(repeats)[: max(0, needed - len(kept))]]
+    return [usable[n] for n in sorted([*kept, *back])]
 
 
 def check(
@@ -168,7 +169,7 @@ def check(
             continue
         vector = None
         if support is not None:
-            vector = support.vector(f"{a.objective}. {a.first_step}")
+            vector = support.vector(a)
             refs = support.made_of(vector, refs)
             if not refs:
                 continue  # made of none of what it cites
@@ -350,13 +351,9 @@ def compose_update(
     themes = {t.id for t in found.ideas.themes}
     planned = {_same(a.objective) for a in previous.actions}
     if support is not None:  # an action alike one of the draft's is not new
-        before = [support.vector(f"{a.objective}. {a.first_step}") for a in previous.actions]
+        before = [support.vector(a) for a in previous.actions]
         added.actions = [
-            a
-            for a in added.actions
-            if not any(
-                plan.alike(support.vector(f"{a.objective}. {a.first_step}"), b) for b in before
-            )
+            a for a in added.actions if not any(plan.alike(support.vector(a), b) for b in before)
         ]
     return StoredDraft(
         labels={**{k: v for k, v in previous.labels.items() if k in themes}, **added.labels},

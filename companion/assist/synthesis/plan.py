@@ -15,15 +15,23 @@ embeddings the ideas were grouped with and by the words said:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from companion.assist.ideas.grouping import unit
+from companion.assist.ideas.service import Embed
 from companion.text import content_word, words
 
-Embed = Callable[[Sequence[str]], list[list[float]]]
+
+class Planned(Protocol):
+    """An action as the model wrote it or as the draft holds it."""
+
+    objective: str
+    first_step: str
+
 
 # A cited idea among the action's nearest (five, or a quarter of the ideas when there are
 # more than twenty) is one it is made of.
@@ -52,7 +60,9 @@ class Support:
     contract: str
     embed: Embed
 
-    def vector(self, text: str) -> np.ndarray:
+    def vector(self, action: Planned) -> np.ndarray:
+        """The action's objective and first step, embedded (what two alike actions share)."""
+        text = f"{action.objective}. {action.first_step}"
         return unit(np.asarray(self.embed([text])[0], dtype=np.float32))
 
     def made_of(self, action: np.ndarray, refs: Sequence[str]) -> list[str]:

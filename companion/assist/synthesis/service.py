@@ -8,8 +8,10 @@ the routes and the runner go by). A failed run keeps the last good body and says
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Protocol
 
+import numpy as np
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -104,27 +106,21 @@ def _ready_draft(
 
 
 def fitting_labels(
-    db: Session,
-    keys: Keyring,
-    session: CodevSession,
-    found: Inputs,
-    draft: StoredDraft,
-    embed: ideas.Embed,
+    found: Inputs, draft: StoredDraft, vectors: Mapping[str, np.ndarray], embed: ideas.Embed
 ) -> dict[str, str]:
-    """The draft's labels that are closer to their own theme's ideas than to any other's."""
+    """The draft's labels that are closer to their own theme's ideas than to any other's
+    (`vectors`: every idea's, by id)."""
     if not draft.labels:
         return {}
-    vectors = ideas.vectors(db, keys, session)
     themes = {t.id: [vectors[i.id] for i in t.ideas if i.id in vectors] for t in found.ideas.themes}
     said = ideas.embedded(embed, list(draft.labels.values()))
     return labels.fitting(draft.labels, themes, said)
 
 
 def plan_support(
-    db: Session, keys: Keyring, session: CodevSession, found: Inputs, embed: ideas.Embed
+    found: Inputs, vectors: Mapping[str, np.ndarray], embed: ideas.Embed
 ) -> plan.Support:
     """What the draft's actions are held to: the ideas' vectors and texts by ref, the contract."""
-    vectors = ideas.vectors(db, keys, session)
     return plan.Support(
         vectors={i.ref: vectors[i.id] for i in found.all_ideas if i.id in vectors},
         texts={i.ref: i.text for i in found.all_ideas},
@@ -158,7 +154,8 @@ def make_draft(
     labels only those that fit their theme (ideas/labels.py) are kept."""
     version = inputs.prompt_version(found.language)
     started = time.monotonic()
-    support = plan_support(db, keys, session, found, embed)
+    vectors = ideas.vectors(db, keys, session)  # opened once: the labels and the plan use them
+    support = plan_support(found, vectors, embed)
     with runs.under_way(session.id) as progress:
         previous = _ready_draft(db, keys, session, version)
         new = drafting.update_of(previous, found)
@@ -193,7 +190,7 @@ def make_draft(
                 full_from = every
             draft = draft.model_copy(
                 update={
-                    "labels": fitting_labels(db, keys, session, found, draft, embed),
+                    "labels": fitting_labels(found, draft, vectors, embed),
                     "label_tried": tried_labels(previous, found),
                     "made_from": every,
                     "full_from": full_from,
