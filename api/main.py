@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api import errors
+from api import errors, responses
 from api.access_log import AccessLog
+from api.idempotency import Idempotency
 from api.limits import BodyLimit
 from api.routes import (
     action_plan,
@@ -92,6 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # As many requests at once in threads as the database pool has connections for them
+        # (companion/store/db.py); more would only queue on the pool and the cores.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         store = open_store(settings)
         state = AppState(settings, store.engine, store.sessions, store.master)
         app.state.companion = state
@@ -135,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(Idempotency)  # inside BodyLimit: a retried body is bounded too
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_request_bytes,
@@ -149,4 +155,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=render.WEB / "static"), name="static")
     for page in PAGES:
         app.include_router(page)
+    responses.document_errors(app)  # the errors each operation can answer, in the spec
     return app

@@ -279,6 +279,13 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Interface the service listens on.")
     port: int = Field(default=8000, description="Port the service listens on.")
+    request_threads: int = Field(
+        default=16,
+        ge=1,
+        le=200,
+        description="Requests served at once in threads (the rest wait their turn); the "
+        "database keeps this many connections open, plus 8 for the background work.",
+    )
     max_text_chars: int = Field(default=20_000, description="Longest note or learning.")
     max_request_bytes: int = Field(default=1_000_000, description="Largest JSON request body.")
     public_url: str | None = Field(

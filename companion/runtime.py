@@ -41,7 +41,7 @@ def _key_ids_in_use(factory: sessionmaker[Session]) -> set[str]:
 
 def open_store(settings: Settings, *, migrate: bool = True) -> Store:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = store_db.make_engine(settings.resolved_database_url)
+    engine = store_db.make_engine(settings.resolved_database_url, settings.request_threads)
     if migrate:
         store_db.upgrade(engine)
     factory = store_db.make_sessionmaker(engine)

@@ -1,16 +1,19 @@
-"""Validated text types shared by every request (trimmed, non-empty, bounded, printable), and
-the word helpers the assistance features share."""
+"""Validated text types shared by every request (trimmed, non-empty, bounded, printable), the
+JSON integer they share, and the word helpers the assistance features share."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextvars import ContextVar
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, GetJsonSchemaHandler, StringConstraints
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from companion.config import get_settings
 
@@ -31,7 +34,7 @@ def _printable(value: str) -> str:
 
 
 def _within_limit(value: str) -> str:
-    limit = text_limit.get() or get_settings().max_text_chars
+    limit = text_max()
     if len(value) > limit:
         raise ValueError(f"is {len(value)} characters long; the limit is {limit}")
     return value
@@ -43,11 +46,68 @@ def _not_blank(value: str) -> str:
     return value
 
 
+# --- what the JSON schema says of them ---------------------------------------------------
+# The schema must refuse exactly what the validators refuse, or a request valid by the spec is
+# refused (and one the spec calls invalid accepted). Strings are trimmed before they are
+# checked, so a length or a forbidden character only counts between the first and the last
+# character kept: a pattern says that, `maxLength` cannot.
+
+# What `strip_whitespace` trims: Unicode White_Space (pydantic's; \x1c-\x1f stay, and are
+# refused as control characters).
+TRIMMED = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# What Python's str.strip() trims: the same and \x1c-\x1f.
+STRIPPED = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# _CONTROL without the surrogates, which UTF-8 JSON text cannot carry.
+CONTROL = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+
+
+def trimmed_pattern(most: int | None, refused: str = CONTROL, trimmed: str = TRIMMED) -> str:
+    """The strings that, once `trimmed` is trimmed off both ends, keep 1 to `most` characters
+    (any number when None), none of them in `refused` (character class ranges)."""
+    kept = f"[^{trimmed}{refused}]"
+    inner = f"[^{refused}]" if refused else r"[\s\S]"
+    if most == 1:
+        return f"^[{trimmed}]*{kept}[{trimmed}]*$"
+    repeat = "*" if most is None else f"{{0,{most - 2}}}"
+    return f"^[{trimmed}]*{kept}(?:{inner}{repeat}{kept})?[{trimmed}]*$"
+
+
+@dataclass(frozen=True)
+class TextSchema:
+    """Annotated metadata: the JSON schema of a trimmed text type says what it refuses (the
+    validators keep their own messages). `most` is read when the schema is made: the app makes
+    its OpenAPI spec in a request, where `text_limit` is its own."""
+
+    most: Callable[[], int | None]
+    refused: str = CONTROL
+    trimmed: str = TRIMMED
+    rules: str = "no control characters (line breaks and tabs are fine)"
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        most = self.most()
+        schema.pop("maxLength", None)  # counted before trimming: the pattern says it exactly
+        schema["pattern"] = trimmed_pattern(most, self.refused, self.trimmed)
+        length = f"1 to {most}" if most is not None else "at least 1"
+        schema.setdefault("description", f"{length} characters once trimmed; {self.rules}.")
+        return schema
+
+
+NAME_MAX = 200
+
+
+def text_max() -> int:
+    return text_limit.get() or get_settings().max_text_chars
+
+
 Name = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, max_length=200),
+    StringConstraints(strip_whitespace=True, max_length=NAME_MAX),
     AfterValidator(_not_blank),
     AfterValidator(_printable),
+    TextSchema(lambda: NAME_MAX),
 ]
 LongText = Annotated[
     str,
@@ -55,7 +115,19 @@ LongText = Annotated[
     AfterValidator(_not_blank),
     AfterValidator(_within_limit),
     AfterValidator(_printable),
+    TextSchema(text_max),
 ]
+
+
+def _json_integer(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a whole number, not text or true/false")
+    return value  # 3.0 is JSON Schema's integer 3; 3.5 is refused as a fraction
+
+
+# A request's integer as JSON Schema's `integer` means it: 3 or 3.0, never true or "3" (which
+# pydantic alone would take).
+Integer = Annotated[int, BeforeValidator(_json_integer)]
 
 
 # --- words ---------------------------------------------------------------------------------

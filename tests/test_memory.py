@@ -67,8 +67,10 @@ def serving(settings: Settings) -> Iterator[Api]:
 
 
 def memory_of(api: Api) -> Memory:
+    """The app's memory, once what was committed so far is indexed (it is, off the request)."""
     memory = api.client.app.state.memory  # type: ignore[attr-defined]
     assert isinstance(memory, Memory)
+    assert memory.indexer.settle()
     return memory
 
 
@@ -553,6 +555,7 @@ def test_chroma_server_down_then_up(settings, tmp_path):
         # Down: content is stored, the search says to retry, the outbox keeps the work.
         circle, (first,) = with_notes(api, NOTES[:1])
         assert search(api, circle, "déléguer").status_code == 503
+        memory_of(api)
         assert [r.source_id for r in outbox(remote)] == [first]
 
         with chroma_server(server_dir, port):
@@ -568,6 +571,7 @@ def test_chroma_server_down_then_up(settings, tmp_path):
             (top, *_) = hits(api, circle, "je fais tout moi-même")
             assert top["memory_id"] == f"note-{first}"
             second = add_note(api, circle, NOTES[2])  # indexed right after its commit
+            memory_of(api)  # (by the indexer's thread)
             assert outbox(remote) == []
             (top, *_) = hits(api, circle, "conflit avec mon supérieur hiérarchique")
             assert top["memory_id"] == f"note-{second}"

@@ -171,3 +171,29 @@ def test_a_member_searches_the_memory_from_the_page(api: Api) -> None:
     assert "Trouvé pour « déléguer le reporting »" in html
     assert f'href="/groups/{circle.group_id}/sessions/{circle.session_id}#phase-' in html
     assert 'value="déléguer le reporting"' in html
+
+
+def test_an_administrator_who_joins_a_group_and_a_link_made_for_a_member_show_to_its_facilitators(
+    api: Api,
+) -> None:
+    """Issue 14: an administrator reads a group only as a member; becoming one, and a sign-in
+    link made for a member (it signs in as them), are in the group's audit and on its page."""
+    circle = Circle.create(api)
+    admin_id = _admin_id(api)
+    gid = circle.group_id
+    assert api.call("GET", f"/groups/{gid}/sessions", api.admin_token).status_code == 404
+    api.ok("POST", f"/groups/{gid}/members", api.admin_token, json={"user_id": admin_id})
+    assert api.call("GET", f"/groups/{gid}/sessions", api.admin_token).status_code == 200
+    api.ok("POST", f"/api/v1/users/{circle.client[0]}/invitations", api.admin_token)
+    audit = api.ok("GET", f"/groups/{gid}/audit", circle.facilitator[1])
+    actions = [(e["action"], e["actor_id"], e["target_id"]) for e in audit]
+    assert ("member.admin_joined", admin_id, admin_id) in actions
+    assert ("invitation.create", admin_id, circle.client[0]) in actions
+    # A facilitator adding a member is the ordinary event.
+    assert ("member.add", circle.facilitator[0], circle.members[1][0]) in actions
+    html = unescape(api.browser(circle.facilitator[0])[0].get(f"/groups/{gid}").text)
+    assert "Admin, administrateur, s'est ajouté au groupe" in html
+    assert "Admin a créé un lien de connexion pour Bérénice." in html
+    # Members who do not facilitate do not get the list.
+    member = unescape(api.browser(circle.members[1][0])[0].get(f"/groups/{gid}").text)
+    assert "Accès au groupe" not in member

@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from api.deps import AdminUser, CurrentUser, DbSession, GroupManager, GroupMember, KeysDep
+from api.deps import (
+    AdminUser,
+    AppStateDep,
+    CurrentUser,
+    DbSession,
+    GroupManager,
+    GroupMember,
+    KeysDep,
+)
 from companion.groups import service
 from companion.groups.schemas import GroupCreate, GroupUpdate, GroupView
 
@@ -33,7 +41,7 @@ def update_group(spec: GroupUpdate, ctx: GroupManager, db: DbSession, keys: Keys
 
 
 @router.delete("/{group_id}", status_code=204)
-def delete_group(ctx: GroupManager, db: DbSession, keys: KeysDep) -> Response:
+def delete_group(ctx: GroupManager, db: DbSession, keys: KeysDep, state: AppStateDep) -> Response:
     """Delete the group and destroy its key: its data can never be read again."""
-    service.delete_group(db, keys, ctx.user, ctx.group)
+    service.delete_group(db, keys, ctx.user, ctx.group, state.settings.data_dir)
     return Response(status_code=204)

@@ -8,6 +8,28 @@ from api.responses import unavailable
 
 router = APIRouter(tags=["health"])
 
+# What /readyz answers, ready (200) or not (503): `ready`, and each dependency's state.
+READINESS = {
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["ready", "master_key", "database", "llm", "memory"],
+                "properties": {
+                    "ready": {"type": "boolean"},
+                    "master_key": {"type": "string"},
+                    "database": {"type": "string"},
+                    "llm": {"type": "string"},
+                    "memory": {
+                        "description": "'off', or how the memory matches the database.",
+                        "anyOf": [{"type": "string"}, {"type": "object"}],
+                    },
+                },
+            }
+        }
+    }
+}
+
 
 @router.get("/healthz")
 def healthz() -> dict[str, str]:
@@ -15,7 +37,13 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses=unavailable("A dependency is not ready."))
+@router.get(
+    "/readyz",
+    responses={
+        200: READINESS,
+        503: {**unavailable("A dependency is not ready.")[503], **READINESS},
+    },
+)
 def readyz(state: AppStateDep, memory: MaybeMemoryDep) -> JSONResponse:
     """The database answers and the master key is loaded; the memory says whether it matches
     the database (checked at start; a group whose memory lacks items is reindexed)."""

@@ -11,7 +11,13 @@ from companion.groups import invitations
 router = APIRouter(tags=["invitations"])
 
 
-@router.post("/users/{user_id}/invitations", status_code=201)
+@router.post(
+    "/users/{user_id}/invitations",
+    status_code=201,
+    responses={
+        403: {"description": "Only an administrator, or a facilitator of one of their groups."}
+    },
+)
 def invite_user(
     user_id: str, actor: CurrentUser, state: AppStateDep, db: DbSession, keys: KeysDep
 ) -> InvitationView:

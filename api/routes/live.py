@@ -91,6 +91,7 @@ from companion.config import Settings
 from companion.errors import Conflict, DomainError, Forbidden, NotFound
 from companion.method.phases import Phase
 from companion.speech import live, stream
+from companion.speech.priority import in_speech_thread
 from companion.speech.queue import TranscriptionService
 from companion.speech.stitch import Stitcher
 from companion.store.keyring import Keyring
@@ -282,7 +283,7 @@ class _Connection:
     async def _passes(self) -> None:
         """Passes while a window waits, one at a time."""
         while self.rec.ready():
-            segments = await run_in_threadpool(self.rec.advance)
+            segments = await in_speech_thread(self.rec.advance)
             if segments:
                 await self.send(
                     SegmentsMessage(
@@ -295,7 +296,7 @@ class _Connection:
     async def _drafts(self) -> None:
         """Drafts while one is due, one at a time, alongside the passes."""
         while self.rec.draft_due():
-            draft = await run_in_threadpool(self.rec.make_draft)
+            draft = await in_speech_thread(self.rec.make_draft)
             if draft is not None and self.provisional:
                 await self.send(
                     ProvisionalMessage(
@@ -324,7 +325,7 @@ class _Connection:
         logged, not re-raised, so what was stored stays and the job still ends."""
         await _quietly(self.pass_task, self.rec.job_id)
         self.pass_task = None
-        segments = await run_in_threadpool(self.rec.finish)
+        segments = await in_speech_thread(self.rec.finish)
         await self.drain()
         await self.send(
             FinalMessage(

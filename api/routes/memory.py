@@ -16,7 +16,7 @@ from api.deps import AppStateDep, DbSession, GroupMember, KeysDep, MemoryDep
 from api.responses import MODEL_FAILED, unavailable
 from companion.assist import ask
 from companion.errors import Invalid
-from companion.memory.schemas import MemoryKind, MemorySearchView
+from companion.memory.schemas import MemoryKind, MemoryQuery, MemorySearchView
 from companion.memory.service import Filters
 
 router = APIRouter(prefix="/groups/{group_id}/memory", tags=["memory"])
@@ -42,7 +42,7 @@ def search_memory(
     db: DbSession,
     keys: KeysDep,
     *,
-    q: Annotated[str, Query(description="What to look for, in French or English.")],
+    q: Annotated[MemoryQuery, Query(description="What to look for, in French or English.")],
     kind: Annotated[MemoryKind | None, Query(description="Only this kind of memory.")] = None,
     session_id: Annotated[str | None, Query(description="Only this session's memories.")] = None,
     since: Annotated[

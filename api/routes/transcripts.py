@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException
 
 from api.deps import (
     AppStateDep,
@@ -17,11 +15,12 @@ from api.deps import (
     SpeechDep,
 )
 from api.responses import conflict
-from companion.errors import Invalid
+from api.upload_form import FileField
 from companion.method.phases import Phase
 from companion.sessions.service import require_running
-from companion.speech import jobs, transcript
+from companion.speech import audio, jobs, transcript
 from companion.speech.schemas import JobView, SegmentEdit, SegmentView, TranscriptView
+from companion.store.models import new_id
 
 router = APIRouter(prefix="/groups/{group_id}/sessions/{session_id}", tags=["transcription"])
 
@@ -71,37 +70,35 @@ async def upload_recording(
     speech: SpeechDep,
     background: BackgroundTasks,
 ) -> JobView:
-    """A recording of the running phase (multipart field `file`): checked, sealed, queued.
+    """A recording of the running phase (multipart field `file`): sealed, checked, queued.
 
     Answers 202 with the job; follow it at `.../transcription-jobs/{job_id}`. The body is read
-    only after the caller's access is checked, and the phase before the body.
+    only after the caller's access is checked, and the phase before the body. The file is
+    sealed with the group's key as it arrives, straight into the data dir (nothing of it is
+    ever in clear on disk), then read back unsealed to be checked; a refused one is deleted.
     """
     require_running(ctx.session, phase)
+    form = FileField(request.headers.get("content-type"), name="file", max_files=1, max_fields=5)
+    settings = state.settings
+    job_id = new_id()
+    key = await run_in_threadpool(keys.get, ctx.group.id)
+    path = audio.audio_path(settings.data_dir, ctx.group.id, job_id)
+    sealed = await run_in_threadpool(audio.SealedWriter, path, key, job_id)
     try:
-        form = await request.form(max_files=1, max_fields=5)
-    except MultiPartException as exc:
-        raise Invalid(f"The upload is not valid multipart/form-data ({exc.message}).") from exc
-    try:
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise Invalid(
-                "Send the recording as multipart/form-data with the audio in a field named 'file'."
-            )
-        settings = state.settings
+        await form.stream_into(request.stream(), sealed)
         job = await run_in_threadpool(
             jobs.create_job,
             db,
-            keys,
             settings=settings,
             actor=ctx.user,
             group=ctx.group,
             session=ctx.session,
             phase=phase,
-            upload=upload.file,
+            upload=sealed,
         )
         view = await run_in_threadpool(transcript.job_view, db, job, settings.speech.workers)
     finally:
-        await form.close()
+        sealed.discard()  # what was not committed (a refusal, an error, a cut connection)
     background.add_task(speech.wake)  # after the response: the job's row is committed by then
     return view
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from api.deps import AdminUser, AppStateDep, CurrentUser, DbSession, KeysDep
+from api.responses import Responses, conflict
 from companion.accounts import service as accounts
 from companion.accounts.schemas import TokenView, UserCreate, UserCreated, UserView
 from companion.audit import service as audit
@@ -10,6 +11,10 @@ from companion.errors import Conflict, Forbidden
 from companion.store.models import User
 
 router = APIRouter(prefix="/users", tags=["users"])
+
+SELF_OR_ADMIN: Responses = {
+    403: {"description": "Only the person themselves or an administrator manages these tokens."}
+}
 
 
 @router.post("", status_code=201)
@@ -36,7 +41,11 @@ def _self_or_admin(caller: User, user_id: str) -> None:
         raise Forbidden("Only the person themselves or an administrator manages these tokens.")
 
 
-@router.post("/{user_id}/tokens", status_code=201)
+@router.post(
+    "/{user_id}/tokens",
+    status_code=201,
+    responses={403: {"description": "Only for yourself: invite another person instead."}},
+)
 def new_token(user_id: str, caller: CurrentUser, db: DbSession) -> dict[str, str]:
     """A new token for yourself; older ones stay valid until revoked or expired. Nobody mints a
     token for another person (they sign in by an invitation link)."""
@@ -50,7 +59,7 @@ def new_token(user_id: str, caller: CurrentUser, db: DbSession) -> dict[str, str
     return {"token": token}
 
 
-@router.get("/{user_id}/tokens")
+@router.get("/{user_id}/tokens", responses=SELF_OR_ADMIN)
 def list_tokens(
     user_id: str, caller: CurrentUser, db: DbSession, state: AppStateDep
 ) -> list[TokenView]:
@@ -59,7 +68,7 @@ def list_tokens(
     return accounts.tokens(db, accounts.get_user(db, user_id), state.settings.token_lifetime)
 
 
-@router.delete("/{user_id}/tokens/{token_id}", status_code=204)
+@router.delete("/{user_id}/tokens/{token_id}", status_code=204, responses=SELF_OR_ADMIN)
 def revoke_token(user_id: str, token_id: str, caller: CurrentUser, db: DbSession) -> Response:
     """Revoke one token: it answers 401 from the next request on, live streams included."""
     _self_or_admin(caller, user_id)
@@ -68,7 +77,9 @@ def revoke_token(user_id: str, token_id: str, caller: CurrentUser, db: DbSession
     return Response(status_code=204)
 
 
-@router.post("/{user_id}/deactivate")
+@router.post(
+    "/{user_id}/deactivate", responses=conflict("An administrator cannot deactivate themselves.")
+)
 def deactivate(user_id: str, admin: AdminUser, db: DbSession, keys: KeysDep) -> UserView:
     """For administrators: every token and sign-in of the person dead at once, their open live
     streams closed at their next check (about a second); what they wrote stays."""

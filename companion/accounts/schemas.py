@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from companion.text import Name
 
@@ -18,7 +19,7 @@ class UserView(BaseModel):
 
 class UserCreate(BaseModel):
     name: Name
-    is_admin: bool = False
+    is_admin: StrictBool = False  # true or false, as the schema says (not 0, 1 or "yes")
 
 
 class UserCreated(UserView):
@@ -47,4 +48,4 @@ class InvitationView(BaseModel):
 
 class PersonInvite(BaseModel):
     name: Name
-    role: str = Field(default="member", pattern="^(member|facilitator)$")
+    role: Literal["member", "facilitator"] = "member"

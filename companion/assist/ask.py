@@ -23,12 +23,13 @@ from companion.config import Settings
 from companion.errors import Invalid
 from companion.llm.errors import ModelOutputInvalid
 from companion.llm.gateway import LLMGateway, Message
-from companion.memory.schemas import MemoryHit, MemoryKind
+from companion.memory.schemas import MemoryHit, MemoryKind, MemoryQuery
 from companion.memory.service import Filters, Memory
 from companion.method.phases import Language
 from companion.prompts import data, prompt
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Group, PhaseRun, TranscriptSegment
+from companion.text import Integer
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,9 @@ _MARK = re.compile(r"(\s?)\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 
 
 class MemoryQuestion(BaseModel):
-    question: str = Field(description="What to ask the group's memory, in French or English.")
+    question: MemoryQuery = Field(
+        description="What to ask the group's memory, in French or English."
+    )
     kind: MemoryKind | None = Field(default=None, description="Only this kind of memory.")
     session_id: str | None = Field(default=None, description="Only this session's memories.")
     since: str | None = Field(
@@ -50,7 +53,7 @@ class MemoryQuestion(BaseModel):
     until: str | None = Field(
         default=None, description="Written on or before: YYYY-MM-DD (that day included) or a time."
     )
-    limit: int = Field(
+    limit: Integer = Field(
         default=DEFAULT_HITS, ge=1, le=MOST_HITS, description="How many memories to answer from."
     )
 

@@ -42,7 +42,7 @@ from companion.sessions.schemas import LearningsView, Person, SessionView
 from companion.store import outbox as memory
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Group, RegulationSummary, User, new_id, utcnow
-from companion.text import Name
+from companion.text import Integer, Name
 
 PURPOSE = "regulation.summary"
 MOST_POINTS = 5
@@ -88,7 +88,7 @@ def overruns(session: SessionView) -> list[Overrun]:
 class ModelPoint(BaseModel):
     kind: PointKind
     text: str = Field(min_length=1, max_length=1000)
-    learnings: list[int] = Field(default_factory=list, max_length=50)
+    learnings: list[Integer] = Field(default_factory=list, max_length=50)
 
 
 class ModelPoints(BaseModel):
@@ -113,7 +113,7 @@ class StoredPoints(BaseModel):
 class RegulationPoint(BaseModel):
     kind: PointKind
     text: str
-    learnings: list[int] = Field(
+    learnings: list[Integer] = Field(
         description="The numbers of the learnings it comes from, in the order of GET …/learnings."
     )
 
@@ -142,7 +142,7 @@ class SummaryMade(RegulationSummaryView):
 class PointSet(BaseModel):
     kind: PointKind
     text: Name
-    learnings: list[int] = Field(
+    learnings: list[Integer] = Field(
         default_factory=list,
         max_length=50,
         description="The numbers of the learnings it comes from (GET …/learnings order).",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from companion.accounts import service as accounts
@@ -43,7 +44,10 @@ def invite_user(
     user = accounts.get_user(db, user_id)
     if not may_invite(db, actor, user):
         raise Forbidden("Only an administrator, or a facilitator of one of their groups, can.")
-    audit.record(db, actor.id, None, "invitation.create", "user", user.id)
+    audit.record(db, actor.id, None, groups.LINK_MADE, "user", user.id)
+    # A link signs in as its person: each of their groups' facilitators sees it was made.
+    for member in db.scalars(select(Membership).where(Membership.user_id == user.id)):
+        audit.record(db, actor.id, member.group_id, groups.LINK_MADE, "user", user.id)
     return _link(db, keys, actor, user, settings)
 
 
@@ -54,7 +58,7 @@ def invite_person(
     user = accounts.create_user(db, keys, spec.name)
     audit.record(db, actor.id, group.id, "user.create", "user", user.id)
     groups.add_member(db, actor, group, user.id, Role(spec.role))
-    audit.record(db, actor.id, group.id, "invitation.create", "user", user.id)
+    audit.record(db, actor.id, group.id, groups.LINK_MADE, "user", user.id)
     return _link(db, keys, actor, user, settings)
 
 

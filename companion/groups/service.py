@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
-from companion.accounts.service import get_user, user_name
+from companion.accounts.service import get_user, name_of, user_name
 from companion.audit import service as audit
 from companion.errors import Conflict, Invalid, NotFound
 from companion.groups.schemas import (
@@ -13,6 +16,7 @@ from companion.groups.schemas import (
     GroupUpdate,
     GroupView,
     MemberView,
+    Notice,
     Role,
 )
 from companion.method.phases import Language, Phase, default_timeboxes
@@ -115,8 +119,30 @@ def update_group(db: Session, keys: Keyring, actor: User, group: Group, spec: Gr
     return group
 
 
-def delete_group(db: Session, keys: Keyring, actor: User, group: Group) -> None:
-    """Crypto-shredding: the key goes first, then the rows; the audit keeps only the event."""
+def audio_dir(data_dir: Path, group_id: str) -> Path:
+    """Where the group's recordings wait (as companion.speech.audio.audio_path lays them out)."""
+    return data_dir / "audio" / group_id
+
+
+def forget_orphan_audio(db: Session, data_dir: Path) -> list[str]:
+    """Remove the recordings directories of groups that no longer exist (older versions left
+    them, emptied, on deletion); the group ids they were named after."""
+    root = data_dir / "audio"
+    if not root.is_dir():
+        return []
+    known = set(db.scalars(select(Group.id)))
+    gone = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in known)
+    for name in gone:
+        shutil.rmtree(root / name, ignore_errors=True)
+    return gone
+
+
+def delete_group(db: Session, keys: Keyring, actor: User, group: Group, data_dir: Path) -> None:
+    """Crypto-shredding: the key goes first, then the rows; the audit keeps only the event.
+    The deletion is committed here; then the group's recordings directory goes (its files
+    can no longer be opened, but its name is the group's id), and the memory's after-commit
+    hook drops and shreds the group's collection (companion.memory.service.drop_group)."""
+    group_id = group.id
     keys.shred(group.id)
     memory.forget_group(db, group.id)  # its collection is dropped once this commits
     # Sessions reference users; delete them explicitly so no backend depends on cascade order.
@@ -125,11 +151,12 @@ def delete_group(db: Session, keys: Keyring, actor: User, group: Group) -> None:
     db.execute(delete(ModelCall).where(ModelCall.group_id == group.id))
     db.delete(group)
     audit.record(db, actor.id, None, "group.delete", "group", group.id)
+    db.commit()
     if db.get_bind().dialect.name == "sqlite":
         # Older pages in the write-ahead log still hold the shredded key and the group's rows:
-        # commit, then fold the log into the file (secure_delete zeroes them there) and empty it.
-        db.commit()
+        # fold the log into the file (secure_delete zeroes them there) and empty it.
         db.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    shutil.rmtree(audio_dir(data_dir, group_id), ignore_errors=True)
 
 
 def _add(db: Session, group: Group, user_id: str, role: Role) -> Membership:
@@ -145,10 +172,39 @@ def _add(db: Session, group: Group, user_id: str, role: Role) -> Membership:
     return member
 
 
+# What the group's facilitators are shown of who came to read it (access_notices).
+ADMIN_JOINED = "member.admin_joined"  # an administrator made themselves a member
+LINK_MADE = "invitation.create"  # a sign-in link was made for one of the group's members
+NOTICED = (ADMIN_JOINED, LINK_MADE)
+
+
 def add_member(db: Session, actor: User, group: Group, user_id: str, role: Role) -> Membership:
+    # An administrator manages the group without reading it; making themselves a member is
+    # what lets them read it, so the group's audit says so apart, for its facilitators.
+    joins = actor.id == user_id and actor.is_admin and membership(db, group.id, actor.id) is None
     member = _add(db, group, user_id, role)
-    audit.record(db, actor.id, group.id, "member.add", "user", user_id)
+    audit.record(db, actor.id, group.id, ADMIN_JOINED if joins else "member.add", "user", user_id)
     return member
+
+
+def access_notices(db: Session, keys: Keyring, group: Group, limit: int = 20) -> list[Notice]:
+    """The latest times someone came to read this group by a door its facilitators should
+    know of: an administrator joining, a sign-in link made for a member; newest first."""
+    rows = db.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.group_id == group.id, AuditEvent.action.in_(NOTICED))
+        .order_by(AuditEvent.at.desc())
+        .limit(limit)
+    )
+    return [
+        Notice(
+            action=row.action,
+            at=row.at,
+            actor=name_of(db, keys, row.actor_id) if row.actor_id else None,
+            person=name_of(db, keys, row.target_id) if row.target_id else None,
+        )
+        for row in rows
+    ]
 
 
 def _existing(db: Session, group: Group, user_id: str) -> Membership:

@@ -11,6 +11,7 @@ import typer
 from sqlalchemy import func, select
 
 from companion.config import Settings
+from companion.groups.service import forget_orphan_audio
 from companion.memory.service import Memory
 from companion.runtime import open_store
 from companion.store.models import MemoryOutbox
@@ -43,7 +44,9 @@ def reindex(
     all_groups: Annotated[bool, typer.Option("--all", help="Rebuild every group.")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Rebuild a group's memory (or every group's) from the database; drop orphaned ones."""
+    """Rebuild a group's memory (or every group's) from the database; with --all, also drop
+    and shred what deleted groups left (collections, Chroma's free pages and index
+    directories, recordings directories)."""
     if (group is None) == (not all_groups):
         raise typer.BadParameter("give either --group ID or --all")
     with _memory(data_dir) as memory:
@@ -56,8 +59,18 @@ def reindex(
             typer.echo(f"group {gid}: {count} memories")
         if all_groups:
             for orphan in memory.orphans():
-                memory.drop_group(orphan)
+                memory.drop_group(orphan, shred=False)  # one shred below serves them all
                 typer.echo(f"dropped the memory of deleted group {orphan}")
+            # Older versions dropped collections without this: their bytes stay in Chroma's
+            # free pages and their HNSW directories on disk until shredded.
+            if memory.store.url:
+                typer.echo("a Chroma server's files are shredded on its side (docs/memory.md)")
+            else:
+                removed = memory.shred()
+                typer.echo(f"shredded the memory store ({len(removed)} index directories removed)")
+            with memory.sessions() as db:
+                for gone in forget_orphan_audio(db, memory.settings.data_dir):
+                    typer.echo(f"removed the recordings directory of deleted group {gone}")
 
 
 @app.command("retry")

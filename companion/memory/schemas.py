@@ -1,10 +1,26 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from companion.config import get_settings
 from companion.store.outbox import MemoryKind as MemoryKind  # the kinds, for the memory's users
+from companion.text import STRIPPED, TextSchema
+
+# A search query or a question: trimmed (str.strip), then 1 to COMPANION_MEMORY_MAX_QUERY_CHARS
+# characters; checked where it is used (memory.search, ask.check_question), said here for the
+# schema (with the process' settings).
+MemoryQuery = Annotated[
+    str,
+    TextSchema(
+        lambda: get_settings().memory.max_query_chars,
+        refused="",
+        trimmed=STRIPPED,
+        rules="the limit is COMPANION_MEMORY_MAX_QUERY_CHARS",
+    ),
+]
 
 
 class MemoryHit(BaseModel):

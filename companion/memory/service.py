@@ -30,6 +30,7 @@ from companion.errors import Invalid
 from companion.memory import rerank, sources
 from companion.memory.chroma import SEALED_PREFIX, MemoryUnavailable, StoredHit, VectorStore
 from companion.memory.embeddings import Embedder, EmbedderUnavailable, make_embedder
+from companion.memory.indexer import Indexer
 from companion.memory.rotation import Rotations, rotate
 from companion.memory.schemas import MemoryHit, MemoryKind, MemorySearchView
 from companion.memory.sources import MemoryItem
@@ -103,6 +104,7 @@ class Memory:
         self.rotations = Rotations()
         self._write = threading.Lock()
         self._installed = False
+        self.indexer = Indexer(self.index_pending)
         self.healing: dict[str, int] = {}  # group id -> memories missing, while it reindexes
         self.healed_at_start: dict[str, int] | None = None  # None until the start's check ends
 
@@ -116,6 +118,7 @@ class Memory:
             self._installed = True
 
     def close(self) -> None:
+        self.indexer.stop()
         if self._installed:
             event.remove(self.sessions, "after_commit", self._after_commit)
             event.remove(self.sessions, "after_soft_rollback", self._after_rollback)
@@ -134,16 +137,12 @@ class Memory:
                 self.drop_group(group_id)
             except Exception as exc:
                 log.warning(
-                    "The memory of deleted group %s was not dropped (%s); "
-                    "`companion memory reindex --all` drops it.",
+                    "The memory of deleted group %s was not dropped or not shredded (%s); "
+                    "`companion memory reindex --all` finishes it.",
                     group_id,
                     type(exc).__name__,
                 )
-        for group_id in pending:
-            try:
-                self.index_pending(group_id)
-            except Exception:
-                log.exception("Indexing group %s failed; its outbox keeps the work.", group_id)
+        self.indexer.hand(pending)  # embedded and written by its thread, not in the request
 
     # --- embeddings and sealing -------------------------------------------------------------
 
@@ -455,7 +454,18 @@ class Memory:
         known = set(self.group_ids())
         return [g for g in self.store.group_ids() if g not in known]
 
-    def drop_group(self, group_id: str) -> bool:
+    def drop_group(self, group_id: str, *, shred: bool = True) -> bool:
+        """Drop the group's collection and, with `shred`, make Chroma's files forget it (a
+        deleted collection's bytes stay in them otherwise: see VectorStore.shred)."""
         self.rotations.forget(group_id)
+        with self._write:  # no indexing runs while the file is rewritten
+            dropped = self.store.drop(group_id)
+            if dropped and shred:
+                self.store.shred()
+        return dropped
+
+    def shred(self) -> list[str]:
+        """Forget in Chroma's files every collection deleted so far (older versions dropped
+        them without this); the index directories removed."""
         with self._write:
-            return self.store.drop(group_id)
+            return self.store.shred()

@@ -58,29 +58,7 @@ def fingerprints(db: Session, session_id: str) -> dict[str, str]:
     sid = session_id
     runs = db.execute(select(PhaseRun.phase, PhaseRun.ended_at).where(PhaseRun.session_id == sid))
     phase = _digest([(session.completed, session.running), *runs])
-    segments = _digest(
-        db.execute(
-            select(func.count(), func.max(TranscriptSegment.updated_at)).where(
-                TranscriptSegment.session_id == sid
-            )
-        )
-    )
-    # The panel also shows the live streams' provisional text, and how many recordings wait.
-    transcript = _digest(
-        [
-            (segments,),
-            *db.execute(
-                select(
-                    TranscriptionJob.id, TranscriptionJob.status, TranscriptionJob.provisional_at
-                )
-                .where(TranscriptionJob.session_id == sid)
-                .order_by(TranscriptionJob.id)
-            ),
-        ]
-    )
-    notes = _digest(
-        db.execute(select(func.count(), func.max(Note.created_at)).where(Note.session_id == sid))
-    )
+    segments, transcript, notes = _said(db, sid)
     reviews = _digest(
         db.execute(
             select(func.count(), func.max(ClarityReview.updated_at)).where(
@@ -140,3 +118,39 @@ def fingerprints(db: Session, session_id: str) -> dict[str, str]:
         "plan": plan,
         "learnings": learnings,
     }
+
+
+def _said(db: Session, sid: str) -> tuple[str, str, str]:
+    """The fingerprints of the session's transcript segments, its transcript panel (the
+    segments, the recordings and their provisional text) and its notes."""
+    segments = _digest(
+        db.execute(
+            select(func.count(), func.max(TranscriptSegment.updated_at)).where(
+                TranscriptSegment.session_id == sid
+            )
+        )
+    )
+    # The panel also shows the live streams' provisional text, and how many recordings wait.
+    transcript = _digest(
+        [
+            (segments,),
+            *db.execute(
+                select(
+                    TranscriptionJob.id, TranscriptionJob.status, TranscriptionJob.provisional_at
+                )
+                .where(TranscriptionJob.session_id == sid)
+                .order_by(TranscriptionJob.id)
+            ),
+        ]
+    )
+    notes = _digest(
+        db.execute(select(func.count(), func.max(Note.created_at)).where(Note.session_id == sid))
+    )
+    return segments, transcript, notes
+
+
+def said(db: Session, session_id: str) -> str:
+    """One fingerprint of everything said in the session (notes, transcripts, provisional
+    text): what the ideas are made from."""
+    _, transcript, notes = _said(db, session_id)
+    return _digest([(transcript, notes)])

@@ -1,12 +1,29 @@
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from companion.method.phases import Phase
-from companion.text import LongText, Name
+from companion.text import Integer, LongText, Name
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _day_text(value: Any) -> Any:
+    """A day is sent as YYYY-MM-DD, as `format: date` says (pydantic alone also takes numbers
+    and times)."""
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _DAY.fullmatch(value):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_day_text)]
 
 
 class SessionStatus(StrEnum):
@@ -102,7 +119,7 @@ class ActionCreate(BaseModel):
     objective: Name
     first_step: Name
     indicator: Name
-    due_date: date
+    due_date: Day
     resources: Name | None = Field(default=None, description="What the action needs, if said.")
 
 
@@ -111,13 +128,13 @@ class ActionUpdate(BaseModel):
     first_step: Name | None = None
     indicator: Name | None = None
     resources: Name | None = None
-    due_date: date | None = None
+    due_date: Day | None = None
     status: ActionStatus | None = None
 
 
 class ProgressCreate(BaseModel):
     note: LongText
-    noted_on: date | None = Field(default=None, description="Default: today.")
+    noted_on: Day | None = Field(default=None, description="Default: today.")
 
 
 class ProgressView(BaseModel):
@@ -150,7 +167,7 @@ class ActionPlanView(BaseModel):
 
 class LearningSet(BaseModel):
     text: LongText
-    rating: int = Field(
+    rating: Integer = Field(
         ge=1, le=5, description="How the session went, 1 (poorly) to 5 (very well)."
     )
 

@@ -8,7 +8,7 @@ from typing import Protocol, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from companion.accounts.service import get_user, user_name
+from companion.accounts.service import name_of
 from companion.audit import service as audit
 from companion.cycles import service as cycles
 from companion.errors import Conflict, Invalid, NotFound
@@ -93,7 +93,7 @@ def participants(db: Session, session: CodevSession) -> dict[str, str]:
 
 
 def person(db: Session, keys: Keyring, user_id: str) -> Person:
-    return Person(user_id=user_id, name=user_name(keys, get_user(db, user_id)))
+    return Person(user_id=user_id, name=name_of(db, keys, user_id))
 
 
 def create_session(

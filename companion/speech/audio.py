@@ -1,34 +1,42 @@
-"""Recordings: checked when they arrive, sealed at rest while they wait, deleted when done.
+"""Recordings: sealed as they arrive, checked, sealed at rest while they wait, deleted when done.
 
-`probe` decodes the whole upload once (PyAV, which faster-whisper uses too) so that what can be
-known at upload is refused at upload: not audio, no audio stream, corrupt or truncated, only
-silence, too long. The file is then sealed with the group's data key in chunks (AES-GCM each,
-bound to the job, its position, and whether it is the last), so a truncated or reordered file
-fails to open.
+An upload is sealed with the group's data key while it streams in (`SealedWriter`: AES-GCM in
+chunks, each bound to the job, its position, and whether it is the last, so a truncated or
+reordered file fails to open), straight into the data dir: nothing of it is in clear on disk
+at any moment. `probe` then reads it back unsealed (`SealedReader`, chunk by chunk, in memory)
+and decodes it once (PyAV, which faster-whisper uses too), so that what can be known at upload
+is refused at upload: not audio, no audio stream, corrupt or truncated, only silence, too long.
 """
 
 from __future__ import annotations
 
+import bisect
 import io
 import os
 import struct
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import av
 import numpy as np
 
 from companion.errors import DomainError, Invalid
 from companion.vault import DataKey, IntegrityError
+from companion.vault.envelope import SEALED_OVERHEAD
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 MAGIC = b"CCA1"  # Codev Companion sealed audio, format 1
-CHUNK = 1024 * 1024
+CHUNK = 64 * 1024  # clear bytes per sealed chunk (1 MiB in files written before: both open)
+PARTIAL_SUFFIX = ".partial"  # a recording still being sealed as it arrives
 SILENCE_PEAK = 10 ** (-60 / 20)  # -60 dBFS: nothing above this is digital silence
 TRUNCATION_SLACK_S = 1.0  # a declared duration this much (and 5 %) longer than decoded
 RECORD_TYPE = "transcription_jobs"
+OGG_HEADER = 27  # bytes of an Ogg page's header before its segment table
+OGG_END_OF_STREAM = 0x04  # the header flag of a stream's last page
 
 
 class TooLarge(DomainError):
@@ -100,9 +108,15 @@ def probe(file: BinaryIO, max_seconds: float) -> Probe:
             f"The recording is truncated: its header says {declared:.1f} s but only "
             f"{seconds:.1f} s could be decoded. Send the whole file."
         )
+    name = (container.format.name or "audio").split(",")[0]
+    cut = _ogg_cut(file) if name == "ogg" else None
+    if cut is not None:
+        raise Invalid(
+            f"The recording is truncated: {cut} (after {seconds:.1f} s of sound). Send the "
+            "whole file, once the recording has been stopped."
+        )
     if peak < SILENCE_PEAK:
         raise Invalid("The recording holds only silence; check the microphone and record again.")
-    name = (container.format.name or "audio").split(",")[0]
     return Probe(seconds=round(seconds, 3), format=f"{name}/{codec}"[:60], peak=peak)
 
 
@@ -139,62 +153,256 @@ def _wav_declared_seconds(file: BinaryIO, decoded: float) -> float | None:
     return None
 
 
+def _ogg_cut(file: BinaryIO) -> str | None:
+    """Why an Ogg file is incomplete, or None: its last page is cut off, or a stream in it has
+    no last page (the end-of-stream flag that recorders write when they stop). Decoders skip
+    an incomplete last page without a word, and the duration is read from the last page found,
+    so a file cut anywhere decodes "whole"."""
+    total = file.seek(0, io.SEEK_END)
+    offset = 0
+    flags: dict[int, int] = {}  # the header flags of each stream's last page so far
+    while offset < total:
+        file.seek(offset)
+        header = file.read(OGG_HEADER)
+        if not header.startswith(b"OggS"):
+            if b"OggS".startswith(header):  # the start of a page, then nothing
+                return "its last Ogg page is cut off"
+            found = _next_page(file, offset + 1, total)
+            if found is None:
+                break  # something other than pages follows them: left to the decoder
+            offset = found
+            continue
+        if len(header) < OGG_HEADER:
+            return "its last Ogg page is cut off"
+        table = file.read(header[26])
+        end = offset + OGG_HEADER + len(table) + sum(table)
+        if len(table) < header[26] or end > total:
+            return "its last Ogg page is cut off"
+        (serial,) = struct.unpack_from("<I", header, 14)
+        flags[serial] = header[5]
+        offset = end
+    if not flags:
+        return "it holds no complete Ogg page"
+    if any(not flag & OGG_END_OF_STREAM for flag in flags.values()):
+        return "it ends before its last Ogg page (no end-of-stream mark)"
+    return None
+
+
+def _next_page(file: BinaryIO, offset: int, total: int) -> int | None:
+    """Where the next page's capture pattern is at or after `offset`, or None."""
+    while offset < total:
+        file.seek(offset)
+        block = file.read(CHUNK + 3)
+        found = block.find(b"OggS")
+        if found >= 0:
+            return offset + found
+        offset += CHUNK
+    return None
+
+
 def _hms(seconds: float) -> str:
     minutes = int(seconds // 60)
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
 # --- sealed at rest -------------------------------------------------------------------------
+#
+# A sealed recording is MAGIC, then chunks each as a 4-byte big-endian length and the chunk
+# sealed with the group's key (AES-256-GCM, its own nonce), bound to the job, its index and
+# whether it is the last (`_field`): an altered, reordered, cut or moved file fails to open. The
+# chunk size is not part of the format (each chunk says its length): files written before in
+# 1 MiB chunks open the same way.
 
 
 def _field(index: int, last: bool) -> str:
     return f"audio.{index}.{'last' if last else 'more'}"
 
 
+class SealedWriter:
+    """Seals a recording as it arrives, chunk by chunk, straight into the data dir.
+
+    It is written under a hidden partial name beside `path` (`.{name}.{random}.partial`) and
+    moved to `path` by `commit`; `discard` (or leaving the `with` block) deletes what was not
+    committed. No byte of it is ever in clear on disk: at most two chunks wait in memory (a
+    chunk is sealed once it is known whether more follows it).
+    """
+
+    def __init__(self, path: Path, key: DataKey, job_id: str) -> None:
+        self.path, self.key, self.job_id = path, key, job_id
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}")
+        self._out = self.partial.open("xb")
+        self._out.write(MAGIC)
+        self._pending = bytearray()
+        self._index = 0
+        self.size = 0  # clear bytes written
+        self.finished = False
+
+    def write(self, data: bytes) -> None:
+        if self.finished:
+            raise ValueError("the sealed recording is finished")
+        self._pending += data
+        self.size += len(data)
+        while len(self._pending) > CHUNK:  # more follows this chunk
+            self._seal(bytes(self._pending[:CHUNK]), last=False)
+            del self._pending[:CHUNK]
+
+    def finish(self) -> None:
+        """Seal the last chunk and make the file durable (still under its partial name)."""
+        if self.finished:
+            return
+        self._seal(bytes(self._pending), last=True)
+        self._pending = bytearray()
+        self._out.flush()
+        os.fsync(self._out.fileno())
+        self._out.close()
+        self.finished = True
+
+    def _seal(self, chunk: bytes, *, last: bool) -> None:
+        sealed = self.key.seal(chunk, RECORD_TYPE, self.job_id, _field(self._index, last))
+        self._out.write(struct.pack(">I", len(sealed)) + sealed)
+        self._index += 1
+
+    def reader(self) -> io.BufferedReader:
+        """The finished recording, read back (unsealed as it is read)."""
+        return io.BufferedReader(SealedReader(self.partial, self.key, self.job_id), CHUNK)
+
+    def commit(self) -> None:
+        """Move the finished recording to `path`."""
+        if not self.finished:
+            raise ValueError("finish the sealed recording before committing it")
+        self.partial.replace(self.path)
+
+    def discard(self) -> None:
+        """Delete the recording unless it was committed."""
+        self._out.close()
+        self.partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> SealedWriter:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.discard()
+
+
 def seal_to(path: Path, source: BinaryIO, key: DataKey, job_id: str) -> None:
-    """Write `source` sealed to `path` (through a temporary file and a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    """Write `source` sealed to `path` (under a partial name, then renamed)."""
     source.seek(0)
-    try:
-        with tmp.open("wb") as out:
-            out.write(MAGIC)
-            index = 0
-            chunk = source.read(CHUNK)
-            while True:
-                following = source.read(CHUNK)
-                last = not following
-                sealed = key.seal(chunk, RECORD_TYPE, job_id, _field(index, last))
-                out.write(struct.pack(">I", len(sealed)) + sealed)
-                if last:
-                    break
-                chunk, index = following, index + 1
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with SealedWriter(path, key, job_id) as writer:
+        while chunk := source.read(CHUNK):
+            writer.write(chunk)
+        writer.finish()
+        writer.commit()
 
 
-def _chunks(path: Path, key: DataKey, job_id: str) -> Iterator[bytes]:
-    with path.open("rb") as file:
+class SealedReader(io.RawIOBase):
+    """A sealed recording, unsealed chunk by chunk as it is read; seekable, one chunk in clear
+    (in memory) at a time.
+
+    The file's structure (no chunk cut off) and its last chunk are checked on opening, every
+    other chunk when it is first read: IntegrityError if it was altered, cut, reordered or
+    moved to another job.
+    """
+
+    def __init__(self, path: Path, key: DataKey, job_id: str) -> None:
+        super().__init__()
+        self.key, self.job_id, self.name = key, job_id, path.name
+        self._file = path.open("rb")
+        self._offsets: list[int] = []  # where each sealed chunk starts in the file
+        self._sizes: list[int] = []  # its sealed length
+        self._starts: list[int] = []  # where its clear bytes start in the recording
+        self._pos = 0
+        self._cached: tuple[int, bytes] = (-1, b"")
+        try:
+            self._size = self._index()
+            self._load(len(self._offsets) - 1)  # a file cut at a chunk's end fails here
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _index(self) -> int:
+        file = self._file
         if file.read(len(MAGIC)) != MAGIC:
-            raise IntegrityError(f"{path.name} is not a sealed recording")
-        index = 0
-        header = file.read(4)
-        while header:
-            (size,) = struct.unpack(">I", header)
-            sealed = file.read(size)
-            following = file.read(4)
-            yield key.open(sealed, RECORD_TYPE, job_id, _field(index, not following))
-            header, index = following, index + 1
-        if index == 0:
-            raise IntegrityError(f"{path.name} holds no sealed audio")
+            raise IntegrityError(f"{self.name} is not a sealed recording")
+        total = file.seek(0, io.SEEK_END)
+        offset, clear = len(MAGIC), 0
+        while offset < total:
+            file.seek(offset)
+            header = file.read(4)
+            (size,) = struct.unpack(">I", header) if len(header) == 4 else (-1,)
+            if size < SEALED_OVERHEAD or offset + 4 + size > total:
+                raise IntegrityError(
+                    f"{self.name} is cut off or altered (chunk {len(self._sizes)})"
+                )
+            self._offsets.append(offset + 4)
+            self._sizes.append(size)
+            self._starts.append(clear)
+            clear += size - SEALED_OVERHEAD
+            offset += 4 + size
+        if not self._offsets:
+            raise IntegrityError(f"{self.name} holds no sealed audio")
+        return clear
+
+    def _load(self, index: int) -> bytes:
+        if self._cached[0] != index:
+            self._file.seek(self._offsets[index])
+            sealed = self._file.read(self._sizes[index])
+            last = index == len(self._offsets) - 1
+            self._cached = (
+                index,
+                self.key.open(sealed, RECORD_TYPE, self.job_id, _field(index, last)),
+            )
+        return self._cached[1]
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}.get(whence)
+        if base is None or base + offset < 0:
+            raise ValueError(f"cannot seek to {offset} from {whence}")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._pos >= self._size or not len(view):
+            return 0
+        index = bisect.bisect_right(self._starts, self._pos) - 1
+        clear = self._load(index)
+        at = self._pos - self._starts[index]
+        count = min(len(view), len(clear) - at)
+        view[:count] = clear[at : at + count]
+        self._pos += count
+        return count
+
+    def readall(self) -> bytes:
+        parts = []
+        while self._pos < self._size:
+            index = bisect.bisect_right(self._starts, self._pos) - 1
+            parts.append(self._load(index)[self._pos - self._starts[index] :])
+            self._pos = self._starts[index] + len(self._load(index))
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self._file.close()
+        self._cached = (-1, b"")
+        super().close()
+
+    def __enter__(self) -> SealedReader:
+        return self
 
 
 def open_sealed(path: Path, key: DataKey, job_id: str) -> io.BytesIO:
     """The recording, in memory; IntegrityError if it was altered, truncated or moved."""
-    return io.BytesIO(b"".join(_chunks(path, key, job_id)))
+    with SealedReader(path, key, job_id) as reader:
+        return io.BytesIO(reader.read())
 
 
 def audio_path(data_dir: Path, group_id: str, job_id: str) -> Path:

@@ -1,6 +1,7 @@
 """Transcription jobs: the database is their source of truth, the queue only wakes workers.
 
-- An upload is checked, sealed to a file and recorded as a `queued` job in one request.
+- An upload is sealed to a file as it arrives, then checked and recorded as a `queued` job, in
+  one request.
 - A worker claims the next job *fairly* (companion.speech.order: the group served longest
   ago goes first, so one group's long queue never blocks another's) with a conditional
   update, so two workers never run the same job; `attempts` identifies the claim.
@@ -81,20 +82,24 @@ class JobContext:
 
 def create_job(
     db: Session,
-    keys: Keyring,
     *,
     settings: Settings,
     actor: User,
     group: Group,
     session: CodevSession,
     phase: Phase,
-    upload: BinaryIO,
+    upload: audio.SealedWriter,
 ) -> TranscriptionJob:
-    """Check the recording (4xx for what can be known now), seal it, queue its job."""
+    """Check the recording sealed as it arrived (4xx for what can be known now: it is read back
+    unsealed, in memory), put it in its place and queue its job (its id is the upload's).
+
+    The caller discards the upload afterwards (`upload.discard()`: deleted unless committed)."""
     require_running(session, phase)
-    probe = audio.probe(upload, settings.speech.max_audio_seconds)
+    upload.finish()
+    with upload.reader() as recording:
+        probe = audio.probe(recording, settings.speech.max_audio_seconds)
     job = TranscriptionJob(
-        id=new_id(),
+        id=upload.job_id,
         group_id=group.id,
         session_id=session.id,
         phase=phase,
@@ -108,14 +113,13 @@ def create_job(
         attempts=0,
         created_at=utcnow(),
     )
-    path = audio.audio_path(settings.data_dir, group.id, job.id)
-    audio.seal_to(path, upload, keys.get(group.id), job.id)
+    upload.commit()
     try:
         db.add(job)
         db.flush()
         audit.record(db, actor.id, group.id, "recording.upload", "transcription_job", job.id)
     except BaseException:
-        path.unlink(missing_ok=True)
+        upload.path.unlink(missing_ok=True)
         raise
     return job
 
@@ -451,6 +455,14 @@ def _sweep_orphans(ctx: JobContext) -> None:
     if not root.is_dir():
         return
     cutoff = time.time() - ORPHAN_AGE_S
+    # An upload whose process was killed while it arrived leaves its partial (sealed) file; one
+    # still arriving is being written to, so its time is recent.
+    for partial in root.glob(f"*/.*{audio.PARTIAL_SUFFIX}"):
+        try:
+            if partial.stat().st_mtime < cutoff:
+                partial.unlink()
+        except FileNotFoundError:  # committed or discarded meanwhile
+            continue
     files = [p for p in root.glob("*/*.sealed") if p.stat().st_mtime < cutoff]
     if not files:
         return

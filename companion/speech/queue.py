@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from companion.config import Settings
 from companion.speech import jobs
+from companion.speech.priority import lower_this_thread
 from companion.speech.schemas import JobStatus
 from companion.speech.transcriber import ConfiguredWhisper, Transcriber
 from companion.store.models import TranscriptionJob
@@ -54,6 +55,11 @@ class _Worker(Worker):  # type: ignore[misc]
     def __init__(self, *args: Any, nudge: threading.Event, **kwargs: Any) -> None:
         self.nudge = nudge
         super().__init__(*args, **kwargs)
+
+    def initialize(self) -> None:
+        # In the worker's own thread, before any job: behind the requests (speech/priority.py).
+        lower_this_thread()
+        super().initialize()
 
     def sleep(self) -> None:
         self.delay = min(self.delay, self.max_delay)

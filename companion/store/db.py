@@ -15,15 +15,29 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
+# The runner, the memory's indexer, transcription workers and their heartbeats, live streams.
+BACKGROUND_CONNECTIONS = 8
+
+
+def make_engine(url: str, request_threads: int = 16) -> Engine:
+    """An engine whose pool keeps a connection for every thread that may hold one at once (the
+    requests' threads and the background work), so that none waits on the pool and none is
+    opened and closed again under load (a new SQLite connection reads the schema anew)."""
+    pool = {
+        "pool_size": request_threads + BACKGROUND_CONNECTIONS,
+        "max_overflow": request_threads,  # live streams' threads beyond those, briefly
+        "pool_timeout": 10,
+    }
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **pool
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

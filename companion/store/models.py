@@ -456,3 +456,23 @@ class WebSession(Base):
     seen_at: Mapped[datetime] = _created()
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class IdempotencyKey(Base):
+    """A POST sent with an `Idempotency-Key` (api/idempotency.py): claimed before it runs, then
+    its answer kept for a day, so a retry gets the first answer instead of a second creation.
+    The id is a digest of the caller's credential, the path and the key (none kept in clear);
+    the answer is sealed with the group's key (the system's outside a group) and goes with
+    the group."""
+
+    __tablename__ = "idempotency_keys"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    group_id: Mapped[str | None] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), index=True
+    )
+    request_hash: Mapped[str | None] = mapped_column(String(64))  # SHA-256 of the body
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    response_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -14,6 +14,8 @@ from companion.vault.master import MasterKey, MasterKeyError
 
 FORMAT_V1 = b"\x01"
 NONCE_BYTES = 12
+TAG_BYTES = 16
+SEALED_OVERHEAD = len(FORMAT_V1) + NONCE_BYTES + TAG_BYTES  # a sealed value's size over its text
 
 
 class IntegrityError(Exception):
@@ -78,7 +80,7 @@ class DataKey:
 
 
 def _open(key: bytes, sealed: bytes, aad: bytes) -> bytes:
-    if len(sealed) < 1 + NONCE_BYTES + 16 or sealed[:1] != FORMAT_V1:
+    if len(sealed) < SEALED_OVERHEAD or sealed[:1] != FORMAT_V1:
         raise IntegrityError("not a sealed value of a known format")
     nonce, body = sealed[1 : 1 + NONCE_BYTES], sealed[1 + NONCE_BYTES :]
     try:

@@ -2,8 +2,8 @@
 driven by Playwright (never `playwright install`). Skipped where Chromium is not installed;
 .ci/run installs it. Screenshots go to test-artifacts/screens/.
 
-Every page opened through `people` fails its test on a JavaScript error, a console error or a
-request to anything but the service itself.
+Every page opened through `people` fails its test on a JavaScript error, a console error, a
+request to anything but the service itself, or an API POST without an Idempotency-Key.
 """
 
 from __future__ import annotations
@@ -170,6 +170,10 @@ class People:
         def outside(request: Any) -> None:
             if not request.url.startswith((origin, "data:", "blob:")):
                 person.problems.append(f"request outside the service: {request.url}")
+            # Every creating call of a page is safe to send again (api/idempotency.py).
+            api_post = request.method == "POST" and request.url.startswith(origin + "/api/v1/")
+            if api_post and "idempotency-key" not in request.headers:
+                person.problems.append(f"POST without an Idempotency-Key: {request.url}")
 
         page.on("request", outside)
         if link_path is not None:

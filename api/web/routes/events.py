@@ -1,7 +1,8 @@
 """The room's live updates: server-sent events, one per topic that changed.
 
-Each open page holds one stream. Every POLL_S the stream reads the session's fingerprints
-(companion.sessions.changes) in its own short transaction and sends an event named after each
+Each open page holds one stream. Every api.web.watch.POLL_S the session's fingerprints
+(companion.sessions.changes) are read in a short transaction, once for all the session's
+streams in this process (api/web/watch.py), and each stream sends an event named after each
 topic that moved; the page's panels reload on their topic. The first read sends every topic, so
 a page that reconnects after a drop catches up on whatever it missed.
 """
@@ -16,12 +17,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.deps import AppStateDep, SessionMember
+from api.web.watch import watching
 from companion.groups import service as groups
 from companion.sessions import changes
 
 router = APIRouter(include_in_schema=False)
 
-POLL_S = 0.3  # a change shows on open pages within about this long, plus the panel's reload
 RECHECK_S = 10.0  # how often a stream checks that its person is still in the group
 RETRY_MS = 2000  # the browser's wait before it reconnects
 
@@ -44,15 +45,16 @@ async def session_events(
     loop = asyncio.get_running_loop()
     checked = loop.time()
     yield ServerSentEvent(event="hello", data={"topics": list(changes.TOPICS)}, retry=RETRY_MS)
-    while not await request.is_disconnected():
-        now = await run_in_threadpool(read)
-        for topic, value in now.items():
-            if seen.get(topic) != value:
-                yield ServerSentEvent(event=topic, data={"topic": topic})
-        seen = now
-        if loop.time() - checked > RECHECK_S:
-            checked = loop.time()
-            if not await run_in_threadpool(still_member):
-                yield ServerSentEvent(event="gone", data={"topic": "gone"})
-                return
-        await asyncio.sleep(POLL_S)
+    async with watching(session_id, read) as watch:
+        while not await request.is_disconnected():
+            await watch.changed()
+            now = watch.latest
+            for topic, value in now.items():
+                if seen.get(topic) != value:
+                    yield ServerSentEvent(event=topic, data={"topic": topic})
+            seen = dict(now)
+            if loop.time() - checked > RECHECK_S:
+                checked = loop.time()
+                if not await run_in_threadpool(still_member):
+                    yield ServerSentEvent(event="gone", data={"topic": "gone"})
+                    return

@@ -75,5 +75,7 @@ def group_page(
         "search": _search(request, db, keys, group.id, q) if q and q.strip() else None,
         "memory_kinds": MEMORY_KINDS,
         "phase_titles": {p.value: p.info.title[lang] for p in PHASES},
+        # Who came to read the group by a door its facilitators should know of.
+        "notices": groups.access_notices(db, keys, group) if facilitator else [],
     }
     return render(request, "pages/group.html", context, group_language=group.language)

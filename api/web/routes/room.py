@@ -32,6 +32,7 @@ from api.routes import synthesis as synthesis_routes
 from api.web.deps import Viewer
 from api.web.render import render
 from companion.assist import debrief
+from companion.assist.ideas import flows as ideas_flows
 from companion.assist.synthesis.schemas import SynthesisView
 from companion.errors import Conflict, NotFound
 from companion.method.phases import Language, Phase
@@ -154,10 +155,21 @@ def contract_panel(ctx: SessionMember, request: Request, db: DbSession, keys: Ke
 
 @router.get(ROOM + "/panels/ideas", response_class=HTMLResponse)
 def ideas_panel(
-    ctx: SessionMember, request: Request, db: DbSession, keys: KeysDep, embed: EmbedDep
+    ctx: SessionMember,
+    request: Request,
+    db: DbSession,
+    keys: KeysDep,
+    embed: EmbedDep,
+    assist: AssistDep,
 ) -> Response:
     try:
-        found = ideas_routes.ideas(ctx, db, keys, embed)
+        if assist.running:
+            # Every open page reloads this panel after each change: it reads what the runner
+            # stored, and the runner's next store moves the `ideas` topic again.
+            found = ideas_flows.stored(db, keys, ctx.session)
+            assist.poke(ctx.session.id)
+        else:
+            found = ideas_routes.ideas(ctx, db, keys, embed)
     except Conflict:
         found = None
     return _page(request, "partials/room_ideas.html", db, keys, ctx, ideas=found)

@@ -22,9 +22,14 @@ def current(
 ) -> IdeasView:
     """The ideas once phase 4 has started, brought up to date with what was said."""
     service.require_consultation(session)
-    with service.session_lock(session.id):
-        service.refresh(db, keys, session, language, embed)
-        db.commit()  # inside the lock: the background runner reads what this call added
+    service.bring_up_to_date(db, keys, session, language, embed)
+    return service.view(db, keys, session)
+
+
+def stored(db: Session, keys: Keyring, session: CodevSession) -> IdeasView:
+    """The ideas as the last refresh left them (the background runner keeps them current,
+    and open pages reload when it stores a change)."""
+    service.require_consultation(session)
     return service.view(db, keys, session)
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from companion.sessions.schemas import Person
+from companion.text import TextSchema
 
 
 class SourceKind(StrEnum):
@@ -76,7 +77,12 @@ def _label(value: str) -> str:
     return value
 
 
-ThemeLabel = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_label)]
+ThemeLabel = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True),
+    AfterValidator(_label),
+    TextSchema(lambda: LABEL_MAX, refused=r"\x00-\x1f\x7f\u2028\u2029", rules="on one line"),
+]
 
 
 class IdeaMove(BaseModel):

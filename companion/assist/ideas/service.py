@@ -11,6 +11,7 @@ named it. The facilitator's corrections are in companion/assist/ideas/correction
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,12 +30,12 @@ from companion.locks import SessionLocks
 from companion.memory.embeddings import EmbedderUnavailable
 from companion.memory.schemas import MemoryKind
 from companion.method.phases import Language, Phase
+from companion.sessions import changes
 from companion.sessions.schemas import Person
 from companion.sessions.service import person, state
-from companion.speech import transcript as transcripts
 from companion.store import outbox as memory
 from companion.store.keyring import Keyring
-from companion.store.models import CodevSession, Idea, Theme, new_id, utcnow
+from companion.store.models import CodevSession, Idea, Theme, TranscriptSegment, new_id, utcnow
 
 Embed = Callable[[Sequence[str]], list[list[float]]]
 
@@ -58,6 +59,42 @@ KEPT_LABELS = (LabelSource.model, LabelSource.edited)  # not remade from key wor
 # One refresh of a session at a time in this process (the request and the background runner
 # may both ask); across processes the unique (source, position) key protects.
 session_lock = SessionLocks()
+
+
+class Freshness:
+    """What each session's ideas were last brought up to date with, in this process: a
+    request that finds nothing said since reads the stored themes without a refresh (which
+    reads and opens every turn, and writes), so many open pages cost one refresh per change."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, str] = {}
+        self._guard = threading.Lock()
+
+    def current(self, session_id: str, said: str) -> bool:
+        with self._guard:
+            return self._seen.get(session_id) == said
+
+    def note(self, session_id: str, said: str) -> None:
+        with self._guard:
+            self._seen[session_id] = said
+
+
+freshness = Freshness()
+
+
+def bring_up_to_date(
+    db: Session, keys: Keyring, session: CodevSession, language: Language, embed: Embed
+) -> None:
+    """Refresh the session's ideas, unless nothing was said since the last refresh in this
+    process, and commit (inside the session's lock: the runner reads what this added)."""
+    # Read before the refresh: what is said meanwhile makes the next call refresh again.
+    said = changes.said(db, session.id) + language.value
+    if freshness.current(session.id, said):
+        return
+    with session_lock(session.id):
+        refresh(db, keys, session, language, embed)
+        db.commit()
+    freshness.note(session.id, said)
 
 
 def require_consultation(session: CodevSession) -> None:
@@ -338,9 +375,11 @@ def set_label(
 def view(db: Session, keys: Keyring, session: CodevSession) -> IdeasView:
     themes, ideas = _stored(db, session.id)
     group_id = session.group_id
+    # Only the segments ideas come from, and only their times and speaker (not their text).
+    said = {i.source_id for i in ideas if i.source_kind == SourceKind.segment}
     times = {
-        s.id: (s.start, s.end, s.speaker)
-        for s in transcripts.transcript(db, keys, session, Phase.consultation).segments
+        s.id: (s.start_s, s.end_s, keys.open(group_id, s, "speaker") if s.speaker_sealed else None)
+        for s in db.scalars(select(TranscriptSegment).where(TranscriptSegment.id.in_(said)))
     }
     people: dict[str, Person] = {}
     refs = {idea.id: f"I{n}" for n, idea in enumerate(ideas, start=1)}

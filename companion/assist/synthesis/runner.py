@@ -82,6 +82,11 @@ class AssistRunner:
         if self._thread is not None:
             self._thread.join(timeout=timeout_s)
 
+    @property
+    def running(self) -> bool:
+        """Whether this runner keeps sessions' ideas up to date in the background."""
+        return self._thread is not None and self._thread.is_alive()
+
     def poke(self, session_id: str) -> None:
         with self._guard:
             self._poked.add(session_id)
@@ -196,9 +201,7 @@ class AssistRunner:
             group = db.get(Group, session.group_id)
             assert group is not None
             language = Language(group.language)
-            with ideas.session_lock(session_id):
-                ideas.refresh(db, keys, session, language, self.embed())
-                db.commit()
+            ideas.bring_up_to_date(db, keys, session, language, self.embed())
             found = inputs.read(db, keys, session, language)
             if not found.ideas.ideas or not self.model_configured():
                 return

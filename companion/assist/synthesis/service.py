@@ -292,9 +292,7 @@ def _refreshed(
     """The inputs once the session's ideas are brought up to date (committed, so the runner
     reads them); Conflict outside phase 4 or without ideas."""
     ideas.require_consultation(session)
-    with ideas.session_lock(session.id):
-        ideas.refresh(db, keys, session, language, embed)
-        db.commit()
+    ideas.bring_up_to_date(db, keys, session, language, embed)
     found = inputs.read(db, keys, session, language)
     inputs.require_ideas(found)
     return found

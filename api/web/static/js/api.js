@@ -41,19 +41,32 @@ export function showOk(text) {
   setTimeout(() => p.remove(), 5000);
 }
 
+// A POST keeps its Idempotency-Key until an answer comes: sent again after a lost connection
+// (the same path and body), it gets the first answer instead of creating a second time.
+const pending = new Map();
+
+export function idempotencyKey(what) {
+  if (!pending.has(what)) pending.set(what, crypto.randomUUID());
+  return pending.get(what);
+}
+
+export function answered(what) {
+  pending.delete(what);
+}
+
 export async function call(method, path, body) {
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  const headers = { "Content-Type": "application/json", "X-CSRF-Token": csrfToken() };
+  const what = `${path}\n${payload || ""}`;
+  if (method === "POST") headers["Idempotency-Key"] = idempotencyKey(what);
   let response;
   try {
-    response = await fetch(path, {
-      method,
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrfToken() },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: "same-origin",
-    });
+    response = await fetch(path, { method, headers, body: payload, credentials: "same-origin" });
   } catch (_) {
     showError(null, 0);
     throw new Error("unreachable");
   }
+  answered(what);
   const text = await response.text();
   if (!response.ok) {
     showError(text, response.status);

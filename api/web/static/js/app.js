@@ -1,10 +1,24 @@
 // Every page: the CSRF token on every request htmx makes, the service's messages shown when a
 // request fails, and times shown in the person's locale and time zone.
-import { showError, csrfToken } from "./api.js";
+import { showError, csrfToken, idempotencyKey, answered } from "./api.js";
 import { localiseTimes } from "./time.js";
+
+// A form's POST keeps its Idempotency-Key until it is answered (see api.js): a resend after a
+// lost connection does not create twice.
+const sent = new WeakMap();
 
 document.addEventListener("htmx:configRequest", (event) => {
   event.detail.headers["X-CSRF-Token"] = csrfToken();
+  if (event.detail.verb === "post") {
+    const what = `${event.detail.path}\n${JSON.stringify(event.detail.parameters || {})}`;
+    sent.set(event.detail.elt, what);
+    event.detail.headers["Idempotency-Key"] = idempotencyKey(what);
+  }
+});
+
+document.addEventListener("htmx:afterRequest", (event) => {
+  const what = sent.get(event.detail.elt);
+  if (what && event.detail.xhr && event.detail.xhr.status !== 0) answered(what);
 });
 
 document.addEventListener("htmx:responseError", (event) => {
