@@ -28,7 +28,15 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _print_setup_link(settings)
     # access_log off: its lines carry paths and query strings (api/access_log.py writes ours).
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, access_log=False)
+    # Keep-alive longer than a page's pause between calls: a connection the server closes
+    # just as the page reuses it fails that request (uvicorn's default is 5 s).
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=False,
+        timeout_keep_alive=75,
+    )
 
 
 def _print_setup_link(settings: Settings) -> None:

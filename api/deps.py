@@ -269,3 +269,31 @@ def get_embed(request: Request) -> Embed:
 
 
 EmbedDep = Annotated[Embed, Depends(get_embed)]
+
+
+@dataclass(frozen=True)
+class MemberOfSession:
+    """Who is let in, by id only: what a long response keeps of its access check."""
+
+    group_id: str
+    session_id: str
+    user_id: str
+
+
+def session_member_briefly(
+    group_id: str,
+    session_id: str,
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> MemberOfSession:
+    """`SessionMember`'s check in a transaction of its own, for a response that lasts (a page's
+    event stream): a request's session would hold its database connection until the stream
+    ends, and a hundred open pages would take every connection of the pool."""
+    with app_state(request).sessions() as db:
+        user = current_user(request, db, credentials)
+        ctx = SessionAccess(Need.member)(group_id, session_id, db, user)
+        db.commit()  # a sign-in's idle limit moved on (web_session)
+        return MemberOfSession(ctx.group.id, ctx.session.id, user.id)
+
+
+SessionMemberBriefly = Annotated[MemberOfSession, Depends(session_member_briefly)]

@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from api import errors, responses
 from api.access_log import AccessLog
 from api.idempotency import Idempotency
+from api.in_flight import InFlight
 from api.limits import BodyLimit
 from api.routes import (
     action_plan,
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         uploads=(transcripts.UPLOAD_PATH, settings.speech.max_upload_bytes),
     )
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(InFlight, limit=settings.request_threads)  # the others wait here
     app.add_middleware(AccessLog)  # outermost: it sees every answer, refusals included
     app.include_router(health.router)
     for router in ROUTERS:

@@ -407,6 +407,11 @@ def main() -> None:
             figures = asyncio.run(drive(url, people, args, pcm))
             wall = time.monotonic() - started
             report(figures, wall)
+            log = (directory / "data" / "serve.log").read_text(errors="replace")
+            errors = [line for line in log.splitlines() if line.startswith("ERROR")]
+            kinds = {m.group(0) for m in re.finditer(r"^[\w.]+(Error|Exception)\b", log, re.M)}
+            if errors:  # the service's own account of its 5xx (kinds of exceptions)
+                print(f"service log: {len(errors)} error(s): {', '.join(sorted(kinds))}")
             served = sum(len(v) for k, v in figures.times.items() if not k.startswith("live"))
             used = cpu_seconds(pid) - server_cpu
             print(

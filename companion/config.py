@@ -283,8 +283,8 @@ class Settings(BaseSettings):
         default=16,
         ge=1,
         le=200,
-        description="Requests served at once in threads (the rest wait their turn); the "
-        "database keeps this many connections open, plus 8 for the background work.",
+        description="Requests served at once (the rest wait their turn, holding nothing); "
+        "the database keeps twice as many connections open, plus 8 for the background work.",
     )
     max_text_chars: int = Field(default=20_000, description="Longest note or learning.")
     max_request_bytes: int = Field(default=1_000_000, description="Largest JSON request body.")

@@ -14,12 +14,18 @@ from collections.abc import Callable, Iterable
 
 log = logging.getLogger(__name__)
 
+# How long the thread waits, once woken, for more of a busy room's notes: one Chroma write for
+# them all (a write holds the interpreter's lock while it runs, and every request waits).
+GATHER_S = 1.0
+
 
 class Indexer:
     """One background thread that runs `index(group_id)` for each group it was handed."""
 
-    def __init__(self, index: Callable[[str], object]) -> None:
+    def __init__(self, index: Callable[[str], object], gather_s: float = GATHER_S) -> None:
         self._index = index
+        self._gather_s = gather_s
+        self._hurry = False  # settle() wants it done now
         self._waiting: list[str] = []  # in the order handed, each once
         self._busy = False
         self._stopped = False
@@ -43,7 +49,11 @@ class Indexer:
     def settle(self, timeout: float = 30.0) -> bool:
         """Until every group handed so far is indexed (for tests and the CLI); False on timeout."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._waiting and not self._busy, timeout)
+            self._hurry = True
+            self._cond.notify_all()
+            done = self._cond.wait_for(lambda: not self._waiting and not self._busy, timeout)
+            self._hurry = False
+            return done
 
     def stop(self) -> None:
         with self._cond:
@@ -57,14 +67,18 @@ class Indexer:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._waiting or self._stopped)
+                # A moment for more: one write for several notes of a busy room.
+                self._cond.wait_for(lambda: self._stopped or self._hurry, self._gather_s)
                 if self._stopped:
                     return
-                gid = self._waiting.pop(0)
+                taken, self._waiting = self._waiting, []
                 self._busy = True
             try:
-                self._index(gid)
-            except Exception:
-                log.exception("Indexing group %s failed; its outbox keeps the work.", gid)
+                for gid in taken:
+                    try:
+                        self._index(gid)
+                    except Exception:
+                        log.exception("Indexing group %s failed; its outbox keeps the work.", gid)
             finally:
                 with self._cond:
                     self._busy = False

@@ -20,12 +20,14 @@ BACKGROUND_CONNECTIONS = 8
 
 
 def make_engine(url: str, request_threads: int = 16) -> Engine:
-    """An engine whose pool keeps a connection for every thread that may hold one at once (the
-    requests' threads and the background work), so that none waits on the pool and none is
-    opened and closed again under load (a new SQLite connection reads the schema anew)."""
+    """An engine whose pool keeps a connection for everything that may hold one at once, so
+    that none waits on the pool and none is opened and closed again under load (a new SQLite
+    connection reads the schema anew)."""
     pool = {
-        "pool_size": request_threads + BACKGROUND_CONNECTIONS,
-        "max_overflow": request_threads,  # live streams' threads beyond those, briefly
+        # Requests in flight (api/in_flight.py bounds them), the threads reading for open
+        # pages' event streams and live streams, and the background work.
+        "pool_size": 2 * request_threads + BACKGROUND_CONNECTIONS,
+        "max_overflow": request_threads,
         "pool_timeout": 10,
     }
     if url.startswith("sqlite"):

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from api.deps import AppStateDep, SessionMember
+from api.deps import AppStateDep, SessionMemberBriefly
 from api.web.watch import watching
 from companion.groups import service as groups
 from companion.sessions import changes
@@ -29,9 +29,9 @@ RETRY_MS = 2000  # the browser's wait before it reconnects
 
 @router.get("/groups/{group_id}/sessions/{session_id}/events", response_class=EventSourceResponse)
 async def session_events(
-    ctx: SessionMember, state: AppStateDep, request: Request
+    ctx: SessionMemberBriefly, state: AppStateDep, request: Request
 ) -> AsyncIterator[ServerSentEvent]:
-    session_id, group_id, user_id = ctx.session.id, ctx.group.id, ctx.user.id
+    session_id, group_id, user_id = ctx.session_id, ctx.group_id, ctx.user_id
 
     def read() -> dict[str, str]:
         with state.sessions() as db:
