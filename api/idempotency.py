@@ -18,10 +18,11 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -141,15 +142,31 @@ def _signed_in(state: AppState, scope: Scope) -> bool:
         return cookie is not None and signin.session_of(db, cookie, valid_for) is not None
 
 
+_swept = [datetime.min.replace(tzinfo=UTC)]  # when this process last deleted old answers
+SWEEP_EVERY = timedelta(minutes=1)
+
+
+def _sweep(db: Session, now: datetime) -> None:
+    """Old answers go as new keys come (no sweeper to run), at most once a minute: a write
+    on every POST would queue behind the database's one writer."""
+    if now - _swept[0] < SWEEP_EVERY:
+        return
+    _swept[0] = now
+    db.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < now - KEPT))
+    db.commit()
+
+
 def _claim(state: AppState, row_id: str, group_id: str | None) -> None:
     """Claim the key (committed at once, so a concurrent retry sees it), or raise Claimed."""
     now = utcnow()
     with state.sessions() as db:
-        # Old answers go as new keys come: no separate sweeper to run.
-        db.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < now - KEPT))
-        db.commit()
+        _sweep(db, now)
         for _ in range(3):  # a claim freed between our read and our insert: claim it again
             existing = db.get(IdempotencyKey, row_id)
+            if existing is not None and existing.created_at < now - KEPT:
+                db.delete(existing)  # kept its day: the key is free again
+                db.commit()
+                existing = None
             if existing is not None:
                 db.expunge(existing)
                 raise Claimed(existing)

@@ -135,3 +135,16 @@ def test_an_answer_holding_a_secret_is_not_kept_and_a_revoked_token_gets_no_repl
     token_id = zoe.split("_")[1]
     api.ok("DELETE", f"/api/v1/users/{zoe_id}/tokens/{token_id}", api.admin_token)
     assert _post_note(api, circle, zoe, CANARY, "before-revoke").status_code == 401
+
+
+def test_an_answer_kept_past_its_day_is_not_replayed(api: Api):
+    circle = _circle(api)
+    token = circle.consultants[0][1]
+    first = _post_note(api, circle, token, CANARY, "a-day")
+    state = api.client.app.state.companion  # type: ignore[attr-defined]
+    with state.sessions() as db, db.begin():
+        db.execute(update(IdempotencyKey).values(created_at=utcnow() - timedelta(hours=25)))
+    again = _post_note(api, circle, token, CANARY, "a-day")
+    assert again.status_code == 201
+    assert again.json()["id"] != first.json()["id"]
+    assert "idempotent-replayed" not in again.headers

@@ -9,6 +9,7 @@ import secrets
 import threading
 from collections import OrderedDict
 from datetime import timedelta
+from typing import Generic, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -23,6 +24,30 @@ from companion.store.models import ApiToken, User, WebSession, new_id, utcnow
 # Tokens carry 256 bits of randomness, so a light argon2 setting is ample and keeps requests fast.
 _hasher = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
 TOKEN_PREFIX = "cc"  # noqa: S105 (a label, not a secret)
+V = TypeVar("V")
+
+
+class Recent(Generic[V]):
+    """A bounded map of what this process read last, least recently used out first."""
+
+    def __init__(self, size: int) -> None:
+        self._items: OrderedDict[str, V] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> V | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def add(self, key: str, value: V) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
 
 
 class Verified:
@@ -31,23 +56,15 @@ class Verified:
     still read on each request, so a revoked or expired token fails at once."""
 
     def __init__(self, size: int = 4096) -> None:
-        self._digests: OrderedDict[str, bytes] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
+        self._digests: Recent[bytes] = Recent(size)
 
     def knows(self, token_id: str, secret: str) -> bool:
+        known = self._digests.get(token_id)
         digest = hashlib.sha256(secret.encode()).digest()
-        with self._lock:
-            known = self._digests.get(token_id)
-            if known is not None:
-                self._digests.move_to_end(token_id)
         return known is not None and hmac.compare_digest(known, digest)
 
     def add(self, token_id: str, secret: str) -> None:
-        with self._lock:
-            self._digests[token_id] = hashlib.sha256(secret.encode()).digest()
-            while len(self._digests) > self._size:
-                self._digests.popitem(last=False)
+        self._digests.add(token_id, hashlib.sha256(secret.encode()).digest())
 
 
 _verified = Verified()
@@ -143,27 +160,9 @@ def get_user(db: Session, user_id: str) -> User:
     return user
 
 
-class Names:
-    """People's names by user id, opened once per process: every view names the authors of
-    its notes and ideas, and a name never changes once the account is made."""
-
-    def __init__(self, size: int = 10_000) -> None:
-        self._names: OrderedDict[str, str] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def get(self, user_id: str) -> str | None:
-        with self._lock:
-            return self._names.get(user_id)
-
-    def add(self, user_id: str, name: str) -> None:
-        with self._lock:
-            self._names[user_id] = name
-            while len(self._names) > self._size:
-                self._names.popitem(last=False)
-
-
-names = Names()
+# People's names by user id, opened once per process: every view names the authors of its
+# notes and ideas, and a name never changes once the account is made.
+names: Recent[str] = Recent(10_000)
 
 
 def user_name(keys: Keyring, user: User) -> str:
