@@ -1,6 +1,6 @@
 """Many people in live sessions at once: throughput, p50/p95/p99 per route, errors.
 
-    python bench/load.py [--clients 20] [--seconds 60] [--pause 1.0] [--no-live]
+    python bench/load.py [--clients 20] [--seconds 60] [--warmup 5] [--pause 1.0] [--no-live]
                          [--postgres URL] [--model]
 
 The service runs as `companion serve` in a process of its own on loopback, on a fresh data
@@ -17,9 +17,11 @@ the consultation (phase 4). Every person does what their page does:
   and the synthesis; the facilitator reads the ideas and the transcript.
 - the facilitator's device streams live audio (espeak-ng speech, 16 kHz PCM16 in 0.25-s
   chunks at real time) for the whole run, unless `--no-live`.
-Every request is timed from its send to the end of its body; an error is a status >= 400 that
-the page would not expect, a timeout (10 s) or a dropped connection. Only loopback is used;
-the run is bounded by `--seconds` and by 200 actions a person.
+The pages open one by one over the first half of `--warmup` (5 s); a request that ends within
+the warm-up is not timed (its errors count), nor is the CPU used then. Every request is timed
+from its send to the end of its body; an error is a status >= 400 that the page would not
+expect, a timeout (10 s) or a dropped connection. Only loopback is used; the run is bounded by
+`--warmup` plus `--seconds` and by 200 actions a person.
 """
 
 from __future__ import annotations
@@ -70,9 +72,14 @@ NOTES = [
 class Figures:
     times: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    counting_from: float = 0.0  # requests that end before this (the warm-up) are not timed
+    # At the end of the warm-up: monotonic time, the service's and this process's CPU seconds.
+    counted: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    stopped: float = 0.0  # when the people stopped (what was under way still ends)
 
     def timed(self, route: str, seconds: float) -> None:
-        self.times[route].append(seconds)
+        if time.perf_counter() >= self.counting_from:
+            self.times[route].append(seconds)
 
     def failed(self, route: str, why: str) -> None:
         self.errors[route].append(why)
@@ -222,10 +229,11 @@ FACILITATOR_PANELS = {"clarity": ["clarity?part=alerts"]}
 
 
 async def page_events(
-    http: httpx.AsyncClient, figures: Figures, person: Person, stop: asyncio.Event
+    http: httpx.AsyncClient, figures: Figures, person: Person, stop: asyncio.Event, opening: float
 ) -> None:
     """The room's event stream; a panel reload for each topic that moves, as the page does."""
     panels = PANELS | (FACILITATOR_PANELS if person.role == "facilitator" else {})
+    await asyncio.sleep(random.uniform(0, opening))  # people open the room one by one
     try:
         async with http.stream("GET", person.room + "/events", timeout=None) as res:
             if res.status_code != 200:
@@ -238,7 +246,8 @@ async def page_events(
                     continue
                 for panel in panels.get(line[7:].strip(), []):
                     path = f"{person.room}/panels/{panel}"
-                    await timed(http, figures, "GET panel", "GET", path, {200})
+                    route = "panel " + panel.split("?")[0]
+                    await timed(http, figures, route, "GET", path, {200})
     except httpx.HTTPError as exc:
         if not stop.is_set():
             figures.failed("events", type(exc).__name__)
@@ -299,7 +308,9 @@ async def live_audio(
             figures.failed("live", f"{type(exc).__name__}: {exc}"[:120])
 
 
-async def drive(url: str, people: list[Person], args: argparse.Namespace, pcm: bytes) -> Figures:
+async def drive(
+    url: str, pid: int, people: list[Person], args: argparse.Namespace, pcm: bytes
+) -> Figures:
     figures = Figures()
     stop = asyncio.Event()
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
@@ -322,7 +333,7 @@ async def drive(url: str, people: list[Person], args: argparse.Namespace, pcm: b
         for c, p in zip(clients, people, strict=True)
     ]
     tasks += [
-        asyncio.create_task(page_events(c, figures, p, stop))
+        asyncio.create_task(page_events(c, figures, p, stop, args.warmup / 2))
         for c, p in zip(pages, people, strict=True)
     ]
     if not args.no_live:
@@ -331,7 +342,11 @@ async def drive(url: str, people: list[Person], args: argparse.Namespace, pcm: b
             for p in people
             if p.role == "facilitator"
         ]
+    figures.counting_from = time.perf_counter() + args.warmup
+    await asyncio.sleep(args.warmup)
+    figures.counted = (time.monotonic(), cpu_seconds(pid), time.process_time())
     await asyncio.sleep(args.seconds)
+    figures.stopped = time.monotonic()
     stop.set()
     await asyncio.wait(tasks, timeout=TIMEOUT_S + 5)
     for t in tasks:
@@ -378,6 +393,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--pause", type=float, default=1.0)
+    parser.add_argument(
+        "--warmup", type=float, default=5.0,
+        help="seconds before timing starts; the pages open over the first half of it",
+    )  # fmt: skip
     parser.add_argument("--no-live", action="store_true")
     parser.add_argument("--postgres", help="a PostgreSQL server URL; a fresh database on it")
     parser.add_argument("--model", action="store_true", help="leave the configured model on")
@@ -403,9 +422,9 @@ def main() -> None:
                 f"{'live audio on' if not args.no_live else 'no live audio'}, "
                 f"{'PostgreSQL' if database_url else 'SQLite'}, {args.seconds:.0f} s"
             )
-            started, server_cpu, bench_cpu = time.monotonic(), cpu_seconds(pid), time.process_time()
-            figures = asyncio.run(drive(url, people, args, pcm))
-            wall = time.monotonic() - started
+            figures = asyncio.run(drive(url, pid, people, args, pcm))
+            started, server_cpu, bench_cpu = figures.counted  # after the warm-up
+            wall = figures.stopped - started
             report(figures, wall)
             log = (directory / "data" / "serve.log").read_text(errors="replace")
             errors = [line for line in log.splitlines() if line.startswith("ERROR")]

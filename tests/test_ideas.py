@@ -93,10 +93,22 @@ def test_ideas_are_kept_whole_attributed_and_grouped_with_stable_themes(api):
     assert _ideas(circle) == second  # idempotent: nothing new, nothing changes
 
 
-def test_themes_go_into_the_groups_memory(api):
+def _theme_hits(api, circle):
+    return api.ok(
+        "GET",
+        f"/groups/{circle.group_id}/memory/search",
+        circle.consultants[1][1],
+        params={"q": "confier le tableau de bord", "kind": "theme"},
+    )["hits"]
+
+
+def test_themes_go_into_the_groups_memory_when_the_consultation_ends(api):
     circle = _consultation(api)
     _note(circle, circle.consultants[0], f"{DELEGATION} {MANAGEMENT}")
     themes = _ideas(circle)["themes"]
+    # While phase 4 runs a theme changes with each note: it is indexed once, at the end.
+    assert _theme_hits(api, circle) == []
+    circle.phase("consultation", "end")
     hits = api.ok(
         "GET",
         f"/groups/{circle.group_id}/memory/search",

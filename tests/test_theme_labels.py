@@ -23,7 +23,10 @@ def test_a_label_is_kept_only_on_the_theme_it_is_closest_to():
 
 def test_key_words_leave_out_what_the_whole_consultation_says():
     mine = ["Confie le reporting mensuel à ton équipe", "Ton équipe peut prendre le reporting"]
-    others = [["Parle de ton équipe à ta directrice"], ["Ton équipe te soutient, repose-toi"]]
+    others = [
+        labels.theme_words(["Parle de ton équipe à ta directrice"]),
+        labels.theme_words(["Ton équipe te soutient, repose-toi"]),
+    ]
     words = labels.distinctive_words(mine, others, frozenset({"ton", "le", "à"}), 2)
     assert words[0] == "reporting"
     assert "équipe" not in words  # every theme names the team

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from api.web.i18n import Translator, preferred
+from companion.recent import Recent
 
 WEB = Path(__file__).parent
 LANG_COOKIE = "companion_lang"
@@ -51,6 +54,34 @@ def render(
         **(context or {}),
     }
     return templates.TemplateResponse(request, template, values, status_code=status)
+
+
+# Panels every viewer of a session sees alike, as last rendered: six open pages reload a panel
+# after each note, and it is read and rendered once for them all (in this process's memory).
+_shared: Recent[str] = Recent(256, max_age_s=120)
+
+
+def render_shared(
+    request: Request,
+    template: str,
+    key: str,
+    values: Callable[[], Mapping[str, Any]],
+    *,
+    group_language: str | None = None,
+) -> HTMLResponse:
+    """A partial that shows the same to everyone it is rendered for: `key` says everything it
+    shows (a fingerprint of its content and every flag it depends on), `values` reads its
+    context only when no rendering of that key in the viewer's language is kept. Its template
+    gets `t` and `lang`, never `me` or `csrf`: nothing of the viewer's own. The caller has
+    checked the viewer's access already."""
+    lang = language(request, group_language)
+    digest = hashlib.sha256(f"{template}\n{lang}\n{key}".encode()).hexdigest()
+    html = _shared.get(digest)
+    if html is None:
+        context = {"t": Translator(lang), "lang": lang, **values()}
+        html = templates.get_template(template).render(context)
+        _shared.add(digest, html)
+    return HTMLResponse(html)
 
 
 def is_page(request: Request) -> bool:

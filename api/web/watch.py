@@ -19,6 +19,11 @@ from fastapi.concurrency import run_in_threadpool
 log = logging.getLogger(__name__)
 
 POLL_S = 0.3  # a change shows on open pages within about this long, plus the panel's reload
+# The pages of a session hear of a change one after another, SPREAD_S / SLOTS apart, rather
+# than all at once: six pages reloading three panels each at the same instant made every
+# request wait on the others (measured in bench/load.py), one after another each runs alone.
+SPREAD_S = 0.24
+SLOTS = 8
 
 Read = Callable[[], dict[str, str]]
 
@@ -29,6 +34,7 @@ class Watch:
 
     latest: dict[str, str] = field(default_factory=dict)
     streams: int = 0
+    joined: int = 0  # streams that came so far: each takes the next slot
     _tick: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
 
@@ -37,6 +43,11 @@ class Watch:
         tick = self._tick
         with suppress(TimeoutError):
             await asyncio.wait_for(tick.wait(), 4 * POLL_S)
+
+    def slot(self) -> float:
+        """The delay after a change for the stream that joins now (see SPREAD_S)."""
+        self.joined += 1
+        return (self.joined - 1) % SLOTS * SPREAD_S / SLOTS
 
     async def run(self, read: Read) -> None:
         while True:

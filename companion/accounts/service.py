@@ -6,10 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
-from collections import OrderedDict
 from datetime import timedelta
-from typing import Generic, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -18,36 +15,13 @@ from sqlalchemy.orm import Session
 
 from companion.accounts.schemas import TokenView, UserView
 from companion.errors import NotFound
+from companion.recent import Recent
 from companion.store.keyring import SYSTEM_SCOPE, Keyring
 from companion.store.models import ApiToken, User, WebSession, new_id, utcnow
 
 # Tokens carry 256 bits of randomness, so a light argon2 setting is ample and keeps requests fast.
 _hasher = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
 TOKEN_PREFIX = "cc"  # noqa: S105 (a label, not a secret)
-V = TypeVar("V")
-
-
-class Recent(Generic[V]):
-    """A bounded map of what this process read last, least recently used out first."""
-
-    def __init__(self, size: int) -> None:
-        self._items: OrderedDict[str, V] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> V | None:
-        with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-            return found
-
-    def add(self, key: str, value: V) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
 
 
 class Verified:

@@ -21,6 +21,9 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from companion.config import Settings
+from companion.recent import Recent
+
+RECENT_TEXTS = 4096  # texts whose vectors are kept (2 KiB each at 512 floats)
 
 
 @runtime_checkable
@@ -81,6 +84,8 @@ class BundledEncoder(ABC):
         self.threads = threads
         self._model: Any = None
         self._lock = threading.Lock()
+        # Keyed by a digest of the text (no text kept); in this process's memory only.
+        self._recent: Recent[list[float]] = Recent(RECENT_TEXTS)
 
     @property
     def dimension(self) -> int:
@@ -102,14 +107,26 @@ class BundledEncoder(ABC):
         return self._open()
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One vector per text; a text embedded lately is not embedded again (a note is
+        embedded for its ideas and for the memory, a theme's key words at every check)."""
         if not texts:
             return []
-        with self._lock:
-            if self._model is None:
-                self._model = self._load()
-            out = np.asarray(self._encode(self._model, list(texts)), dtype=np.float32)
-        vectors: list[list[float]] = out.reshape(len(texts), -1).tolist()
-        return vectors
+        digests = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
+        known = [self._recent.get(d) for d in digests]
+        missing = list(dict.fromkeys(t for t, v in zip(texts, known, strict=True) if v is None))
+        if missing:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._load()
+                out = np.asarray(self._encode(self._model, missing), dtype=np.float32)
+            made = dict(zip(missing, out.reshape(len(missing), -1).tolist(), strict=True))
+            for text, digest, vector in zip(texts, digests, known, strict=True):
+                if vector is None:
+                    self._recent.add(digest, made[text])
+        else:
+            made = {}
+        # Copies: what a caller does with its vectors must not change the ones kept.
+        return [list(v if v is not None else made[t]) for t, v in zip(texts, known, strict=True)]
 
 
 class UniversalSentenceEncoder(BundledEncoder):

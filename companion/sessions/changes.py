@@ -11,9 +11,10 @@ import hashlib
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from companion.method.phases import Phase
 from companion.store.models import (
     Action,
     ClarityReview,
@@ -58,7 +59,7 @@ def fingerprints(db: Session, session_id: str) -> dict[str, str]:
     sid = session_id
     runs = db.execute(select(PhaseRun.phase, PhaseRun.ended_at).where(PhaseRun.session_id == sid))
     phase = _digest([(session.completed, session.running), *runs])
-    segments, transcript, notes = _said(db, sid)
+    _segments, transcript, notes = _said(db, sid)
     reviews = _digest(
         db.execute(
             select(func.count(), func.max(ClarityReview.updated_at)).where(
@@ -105,8 +106,26 @@ def fingerprints(db: Session, session_id: str) -> dict[str, str]:
             )
         )
     )
-    # The clarity view reads notes and segments of phase 2 and the model's reviews.
-    clarity = _digest([(notes, segments, reviews)])
+    # The clarity view reads what was said in phases 1-2, what the client says in phase 4 (an
+    # alert) and the model's reviews; not the consultants' notes of phase 4, so that each of
+    # them does not reload the facilitator's panel.
+    before = (Phase.presentation.value, Phase.clarification.value)
+    client = Note.author_id == session.client_id
+    asked = _digest(
+        [
+            *db.execute(
+                select(func.count(), func.max(Note.created_at)).where(
+                    Note.session_id == sid, or_(Note.phase.in_(before), client)
+                )
+            ),
+            *db.execute(
+                select(func.count(), func.max(TranscriptSegment.updated_at)).where(
+                    TranscriptSegment.session_id == sid
+                )
+            ),
+        ]
+    )
+    clarity = _digest([(session.running, asked, reviews)])
     return {
         "phase": phase,
         "transcript": transcript,

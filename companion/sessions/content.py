@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from companion.audit import service as audit
@@ -71,6 +71,16 @@ def notes(
         query = query.where(Note.phase == phase)
     rows = db.scalars(query.order_by(Note.created_at, Note.id)).all()
     return [note_view(db, keys, session, n) for n in rows]
+
+
+def notes_digest(db: Session, session: CodevSession, phase: Phase | None) -> str:
+    """A fingerprint of the notes of `phase` (notes are added and deleted, never edited)."""
+    found = db.execute(
+        select(func.count(), func.max(Note.created_at)).where(
+            Note.session_id == session.id, Note.phase == phase
+        )
+    ).one()
+    return f"{found[0]}|{found[1].isoformat() if found[1] else '-'}"
 
 
 def note_view(db: Session, keys: Keyring, session: CodevSession, note: Note) -> NoteView:

@@ -46,8 +46,12 @@ async def session_events(
     checked = loop.time()
     yield ServerSentEvent(event="hello", data={"topics": list(changes.TOPICS)}, retry=RETRY_MS)
     async with watching(session_id, read) as watch:
+        delay = watch.slot()
         while not await request.is_disconnected():
             await watch.changed()
+            moved = [topic for topic, value in watch.latest.items() if seen.get(topic) != value]
+            if moved and seen:  # not the first read: this page's turn among the session's
+                await asyncio.sleep(delay)
             now = watch.latest
             for topic, value in now.items():
                 if seen.get(topic) != value:

@@ -30,9 +30,10 @@ from api.routes import debrief as debrief_routes
 from api.routes import ideas as ideas_routes
 from api.routes import synthesis as synthesis_routes
 from api.web.deps import Viewer
-from api.web.render import render
+from api.web.render import render, render_shared
 from companion.assist import debrief
 from companion.assist.ideas import flows as ideas_flows
+from companion.assist.ideas import service as ideas_service
 from companion.assist.synthesis.schemas import SynthesisView
 from companion.errors import Conflict, NotFound
 from companion.method.phases import Language, Phase
@@ -122,10 +123,17 @@ def transcript_panel(
 
 @router.get(ROOM + "/panels/notes", response_class=HTMLResponse)
 def notes_panel(ctx: SessionMember, request: Request, db: DbSession, keys: KeysDep) -> Response:
-    view = sessions.view(db, keys, ctx.group, ctx.session)
-    running = view.current_phase.phase if view.current_phase else None
-    notes = content.notes(db, keys, ctx.session, running) if running else []
-    return _page(request, "partials/room_notes.html", db, keys, ctx, view=view, notes=notes)
+    """The running phase's notes; everyone in the session sees the same."""
+    session = ctx.session
+    running = Phase(session.running) if session.running else None
+    key = f"{session.id}|{running}|{content.notes_digest(db, session, running)}"
+
+    def values() -> dict[str, object]:
+        return {"notes": content.notes(db, keys, session, running) if running else []}
+
+    return render_shared(
+        request, "partials/room_notes.html", key, values, group_language=ctx.group.language
+    )
 
 
 @router.get(ROOM + "/panels/clarity", response_class=HTMLResponse)
@@ -162,17 +170,28 @@ def ideas_panel(
     embed: EmbedDep,
     assist: AssistDep,
 ) -> Response:
+    """The ideas in their themes; the facilitator's copy has the tools to correct them."""
+    movable = _role(db, ctx) == "facilitator" and ctx.session.closed_at is None
     try:
-        if assist.running:
-            # Every open page reloads this panel after each change: it reads what the runner
-            # stored, and the runner's next store moves the `ideas` topic again.
-            found = ideas_flows.stored(db, keys, ctx.session)
+        if not assist.running:  # no runner to keep them current: brought up to date here
+            ideas_routes.ideas(ctx, db, keys, embed)
+        # Every open page reloads this panel after each change: it reads what the runner
+        # stored, and the runner's next store moves the `ideas` topic again. The runner hears
+        # of each note and transcript; it is asked here only for a session it has not seen
+        # since this process started (each page's poke had it read the session every time).
+        key, found = ideas_flows.stored(db, keys, ctx.session)
+        if not ideas_service.freshness.knows(ctx.session.id):
             assist.poke(ctx.session.id)
-        else:
-            found = ideas_routes.ideas(ctx, db, keys, embed)
     except Conflict:
-        found = None
-    return _page(request, "partials/room_ideas.html", db, keys, ctx, ideas=found)
+        key, found = "none", None
+    values = {"ideas": found, "movable": movable, "base": _base(ctx)}
+    return render_shared(
+        request,
+        "partials/room_ideas.html",
+        f"{ctx.session.id}|{movable}|{key}",
+        lambda: values,
+        group_language=ctx.group.language,
+    )
 
 
 @router.get(ROOM + "/panels/synthesis", response_class=HTMLResponse)

@@ -19,10 +19,8 @@ from companion.assist.ideas import service
 from companion.assist.ideas.schemas import LabelSource
 from companion.audit import service as audit
 from companion.errors import Invalid
-from companion.memory.schemas import MemoryKind
 from companion.method.phases import Language
 from companion.sessions.service import get_in_session, require_open
-from companion.store import outbox as memory
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Idea, Theme, User, new_id
 
@@ -56,8 +54,8 @@ def _settle(
     db.flush()
     dropped = service.drop_empty(db, session.id)
     service.label_with_words(db, keys, session, language, embed)
-    for theme_id in dict.fromkeys([*touched, *dropped]):
-        memory.enqueue(db, session.group_id, MemoryKind.theme, theme_id, later=True)
+    kept = [t for t in dict.fromkeys(touched) if t not in dropped]
+    service.remember_themes(db, session, kept, list(dict.fromkeys(dropped)))
 
 
 def move_idea(
@@ -103,7 +101,7 @@ def rename_theme(
     theme.label_source = LabelSource.edited
     theme.label_basis = service.basis_of_ids(members)  # what it named; not a reason to remake
     db.flush()
-    memory.enqueue(db, session.group_id, MemoryKind.theme, theme.id, later=True)
+    service.remember_themes(db, session, [theme.id])
     audit.record(db, actor.id, session.group_id, "theme.rename", "theme", theme.id)
     return True
 

@@ -26,11 +26,11 @@ def current(
     return service.view(db, keys, session)
 
 
-def stored(db: Session, keys: Keyring, session: CodevSession) -> IdeasView:
+def stored(db: Session, keys: Keyring, session: CodevSession) -> tuple[str, IdeasView]:
     """The ideas as the last refresh left them (the background runner keeps them current,
-    and open pages reload when it stores a change)."""
+    and open pages reload when it stores a change), with a digest of what they show."""
     service.require_consultation(session)
-    return service.view(db, keys, session)
+    return service.keyed_view(db, keys, session)
 
 
 @dataclass(frozen=True)

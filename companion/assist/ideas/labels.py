@@ -51,22 +51,23 @@ def fitting(
     return kept
 
 
+def theme_words(texts: Sequence[str]) -> frozenset[str]:
+    """The words a theme's `texts` use, as distinctive_words compares them."""
+    return frozenset(content_word(w) for text in texts for w in words(text))
+
+
 def distinctive_words(
     texts: Sequence[str],
-    others: Sequence[Sequence[str]],
+    others: Sequence[Collection[str]],
     stopwords: Collection[str],
     limit: int,
 ) -> list[str]:
     """The content words (4 letters or more, not a stopword, not a number) of a theme's
     `texts`, ranked by how often they come in it and how few of the `others` themes use them
-    (tf-idf over the consultation's themes); first-seen order breaks ties."""
+    (each other theme given by its theme_words; tf-idf over the consultation's themes);
+    first-seen order breaks ties."""
     counts, first = content_counts(texts, stopwords)
-    used_by = Counter(
-        word
-        for theme in others
-        for word in {content_word(w) for text in theme for w in words(text)}
-        if word in counts
-    )
+    used_by = Counter(word for theme in others for word in theme if word in counts)
     themes = len(others) + 1
 
     def score(word: str) -> float:

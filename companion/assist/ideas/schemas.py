@@ -5,7 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from companion.sessions.schemas import Person
 from companion.text import TextSchema
@@ -23,6 +23,8 @@ class LabelSource(StrEnum):
 
 
 class IdeaView(BaseModel):
+    model_config = ConfigDict(frozen=True)  # one view serves every reader (service.view)
+
     id: str
     ref: str = Field(description="Short reference used in citations, e.g. I7.")
     text: str = Field(description="Exactly as said: a stretch of the source, never reworded.")
@@ -38,6 +40,8 @@ class IdeaView(BaseModel):
 
 
 class ThemeView(BaseModel):
+    model_config = ConfigDict(frozen=True)  # one view serves every reader (service.view)
+
     id: str
     number: int
     label: str
@@ -54,6 +58,8 @@ class ThemeView(BaseModel):
 
 
 class IdeasView(BaseModel):
+    model_config = ConfigDict(frozen=True)  # one view serves every reader (service.view)
+
     session_id: str
     themes: list[ThemeView]
     ideas: int = Field(description="Ideas in all themes, near-duplicates included.")

@@ -30,6 +30,7 @@ from companion.locks import SessionLocks
 from companion.memory.embeddings import EmbedderUnavailable
 from companion.memory.schemas import MemoryKind
 from companion.method.phases import Language, Phase
+from companion.recent import Recent
 from companion.sessions import changes
 from companion.sessions.schemas import Person
 from companion.sessions.service import person, state
@@ -74,6 +75,11 @@ class Freshness:
         with self._guard:
             return self._seen.get(session_id) == said
 
+    def knows(self, session_id: str) -> bool:
+        """Whether this process refreshed the session's ideas at all."""
+        with self._guard:
+            return session_id in self._seen
+
     def note(self, session_id: str, said: str) -> None:
         with self._guard:
             self._seen[session_id] = said
@@ -92,6 +98,11 @@ def bring_up_to_date(
     if freshness.current(session.id, said):
         return
     with session_lock(session.id):
+        if freshness.current(session.id, said):
+            # Refreshed by whoever held the lock (the runner, another request): end this
+            # transaction, so that what follows reads what they committed.
+            db.commit()
+            return
         refresh(db, keys, session, language, embed)
         db.commit()
     freshness.note(session.id, said)
@@ -205,12 +216,23 @@ def refresh(
     if changed or dropped:
         label_with_words(db, keys, session, language, embed)
     if changed:
-        # The themes go into the group's memory at its next write or search (not in this
-        # commit: the background runner's commits must not wait on embeddings).
         kept = db.scalars(select(Theme.id).where(Theme.session_id == session.id)).all()
-        for theme_id in [*kept, *dropped]:
-            memory.enqueue(db, group_id, MemoryKind.theme, theme_id, later=True)
+        remember_themes(db, session, kept, dropped)
     return sum(len(spans) for _, spans in wanted)
+
+
+def remember_themes(
+    db: Session, session: CodevSession, kept: Sequence[str], dropped: Sequence[str] = ()
+) -> None:
+    """Have these themes (re)indexed in the group's memory at its next write or search (not in
+    this commit: the background runner's commits must not wait on embeddings). While phase 4
+    runs a kept theme waits for the phase's end (sessions.service indexes every theme then):
+    its ideas change with each note, and each indexing would embed the whole theme again."""
+    if session.running != Phase.consultation.value:
+        for theme_id in kept:
+            memory.enqueue(db, session.group_id, MemoryKind.theme, theme_id, later=True)
+    for theme_id in dropped:  # out of the memory at once (no embedding)
+        memory.enqueue(db, session.group_id, MemoryKind.theme, theme_id, later=True)
 
 
 def _place(
@@ -304,13 +326,12 @@ def label_with_words(
     if not stale:
         return
     group_id = session.group_id
-    texts = {
-        t.id: [keys.open(group_id, i, "text") for i in ideas if i.theme_id == t.id] for t in themes
-    }
-    members = {
-        t.id: [_vector(keys, group_id, i) for i in ideas if i.theme_id == t.id] for t in themes
-    }
-    fingerprints = {t.id: basis([i for i in ideas if i.theme_id == t.id]) for t in stale}
+    of_theme: dict[str, list[Idea]] = {t.id: [] for t in themes}
+    for idea in ideas:
+        of_theme.setdefault(idea.theme_id, []).append(idea)
+    texts = {t.id: [keys.open(group_id, i, "text") for i in of_theme[t.id]] for t in themes}
+    members = {t.id: [_vector(keys, group_id, i) for i in of_theme[t.id]] for t in themes}
+    fingerprints = {t.id: basis(of_theme[t.id]) for t in stale}
     current = {t.id: keys.open(group_id, t, "label") if t.label_sealed else None for t in stale}
     # A model's label stands until the model labels the theme again; key words, while the
     # theme's ideas are the same.
@@ -318,9 +339,10 @@ def label_with_words(
         t.id: t.label_source == LabelSource.model or t.label_basis == fingerprints[t.id]
         for t in stale
     }
+    used = {theme_id: labels.theme_words(said) for theme_id, said in texts.items()}
     candidates: dict[str, list[str]] = {}
     for theme in stale:
-        others = [said for theme_id, said in texts.items() if theme_id != theme.id]
+        others = [words for theme_id, words in used.items() if theme_id != theme.id]
         found = labels.distinctive_words(
             texts[theme.id], others, contract.rules(language).stopwords, KEY_WORDS_PER_LABEL
         )
@@ -368,11 +390,62 @@ def set_label(
     theme.label_source = LabelSource.model
     theme.label_basis = of
     db.flush()
-    memory.enqueue(db, session.group_id, MemoryKind.theme, theme.id, later=True)
+    remember_themes(db, session, [theme.id])
     return True
 
 
+# The ideas as last read, by session: every open page reloads them after each change, and
+# the assistance's runner reads them too; read and opened once per change of what they show.
+_views: Recent[tuple[str, IdeasView]] = Recent(64, max_age_s=120)
+
+
+def _view_key(db: Session, keys: Keyring, session: CodevSession) -> str:
+    """A digest of everything `view` shows, read without opening anything: the ideas and
+    their places, the themes and their labels, the segments' times, the authors' names."""
+    sid = session.id
+    ideas = list(
+        db.execute(
+            select(
+                Idea.id, Idea.theme_id, Idea.duplicate_of, Idea.source_id, Idea.start, Idea.end,
+                Idea.author_id, Idea.created_at, Idea.position,
+            ).where(Idea.session_id == sid)
+        )
+    )  # fmt: skip
+    themes = db.execute(
+        select(
+            Theme.id, Theme.number, Theme.label_source, Theme.label_basis, Theme.label_sealed
+        ).where(Theme.session_id == sid)
+    )
+    segments = db.execute(
+        select(func.count(), func.max(TranscriptSegment.updated_at)).where(
+            TranscriptSegment.session_id == sid
+        )
+    )
+    h = hashlib.blake2b(digest_size=16)
+    for row in [*sorted(ideas), *sorted(themes), *segments]:
+        h.update(repr(tuple(row)).encode())
+    for author in sorted({row.author_id for row in ideas if row.author_id}):
+        h.update(person(db, keys, author).name.encode())  # names: read once per process
+    return h.hexdigest()
+
+
 def view(db: Session, keys: Keyring, session: CodevSession) -> IdeasView:
+    """The session's ideas in their themes, as stored (read again only when they changed)."""
+    return keyed_view(db, keys, session)[1]
+
+
+def keyed_view(db: Session, keys: Keyring, session: CodevSession) -> tuple[str, IdeasView]:
+    """`view` with a digest of everything it shows."""
+    key = _view_key(db, keys, session)
+    known = _views.get(session.id)
+    if known is not None and known[0] == key:
+        return known
+    found = key, _view(db, keys, session)
+    _views.add(session.id, found)
+    return found
+
+
+def _view(db: Session, keys: Keyring, session: CodevSession) -> IdeasView:
     themes, ideas = _stored(db, session.id)
     group_id = session.group_id
     # Only the segments ideas come from, and only their times and speaker (not their text).

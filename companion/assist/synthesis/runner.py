@@ -202,8 +202,10 @@ class AssistRunner:
             assert group is not None
             language = Language(group.language)
             ideas.bring_up_to_date(db, keys, session, language, self.embed())
+            if not self.model_configured():
+                return  # the draft's inputs are read only for a model to write it
             found = inputs.read(db, keys, session, language)
-            if not found.ideas.ideas or not self.model_configured():
+            if not found.ideas.ideas:
                 return
             row = synthesis.stored(db, session)
             if synthesis.is_current(row, found):
