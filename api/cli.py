@@ -31,7 +31,7 @@ def serve(
     # Keep-alive longer than a page's pause between calls: a connection the server closes
     # just as the page reuses it fails that request (uvicorn's default is 5 s).
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, freeze_heap=True),
         host=settings.host,
         port=settings.port,
         access_log=False,

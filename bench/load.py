@@ -431,6 +431,9 @@ def main() -> None:
             kinds = {m.group(0) for m in re.finditer(r"^[\w.]+(Error|Exception)\b", log, re.M)}
             if errors:  # the service's own account of its 5xx (kinds of exceptions)
                 print(f"service log: {len(errors)} error(s): {', '.join(sorted(kinds))}")
+                lines = log.splitlines()
+                first = next(n for n, line in enumerate(lines) if line.startswith("ERROR"))
+                print("\n".join(lines[first : first + 40]))  # the first one's traceback
             served = sum(len(v) for k, v in figures.times.items() if not k.startswith("live"))
             used = cpu_seconds(pid) - server_cpu
             print(

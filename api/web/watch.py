@@ -80,6 +80,7 @@ async def watching(session_id: str, read: Read) -> AsyncIterator[Watch]:
     finally:
         watch.streams -= 1
         if watch.streams == 0:
-            del watches[session_id]
+            if watches.get(session_id) is watch:
+                del watches[session_id]
             if watch._task is not None:
                 watch._task.cancel()
