@@ -119,6 +119,18 @@ def test_themes_go_into_the_groups_memory_when_the_consultation_ends(api):
     assert any(DELEGATION in h["snippet"] for h in hits)
 
 
+def test_themes_waiting_for_the_end_of_phase_4_are_not_counted_missing(client, api):
+    circle = _consultation(api)
+    _note(circle, circle.consultants[0], f"{DELEGATION} {MANAGEMENT}")
+    assert _ideas(circle)["themes"]
+    memory = client.app.state.memory
+    memory.indexer.settle()
+    assert memory.missing(circle.group_id) == 0  # a start now would not reindex the group
+    circle.phase("consultation", "end")
+    _theme_hits(api, circle)  # a search indexes what waits
+    assert memory.missing(circle.group_id) == 0
+
+
 def test_ideas_follow_transcript_corrections(api):
     circle = _consultation(api)
     anatole = circle.consultants[0]

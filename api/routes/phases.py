@@ -4,6 +4,7 @@ from fastapi import APIRouter, BackgroundTasks
 
 from api.deps import AssistDep, DbSession, KeysDep, SessionFacilitator, SessionMember
 from api.responses import conflict
+from companion.assist.ideas import service as ideas
 from companion.method.phases import Phase
 from companion.sessions import service
 from companion.sessions.schemas import PhaseView, SessionView
@@ -36,5 +37,7 @@ def end_phase(
     """Ending the last phase closes the session, which becomes read-only. Ending phase 4
     gets the draft synthesis finished at once (a run made before the last ideas is redone)."""
     session = service.move(db, ctx.user, ctx.group, ctx.session.id, phase, start=False)
+    if phase is Phase.consultation:  # the themes waited for the end (ideas.remember_themes)
+        ideas.consultation_ended(db, session)
     background.add_task(assist.phase_ended, session.id, phase)
     return service.view(db, keys, ctx.group, session)

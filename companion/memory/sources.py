@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from companion.memory.schemas import MemoryKind
+from companion.method.phases import Phase
 from companion.store.keyring import Keyring
 from companion.store.models import (
     Action,
@@ -276,4 +277,14 @@ def expected_ids(db: Session, group_id: str) -> set[str]:
         .join(TranscriptionJob, TranscriptionJob.id == TranscriptSegment.job_id)
         .where(TranscriptSegment.session_id.in_(sessions), TranscriptionJob.status == "done")
     )
-    return found | {memory_id(MemoryKind.segment, row_id) for row_id in db.scalars(done)}
+    # The themes of a consultation still running go in when it ends (ideas.remember_themes).
+    consulting = select(CodevSession.id).where(
+        CodevSession.group_id == group_id, CodevSession.running == Phase.consultation.value
+    )
+    waiting = {
+        memory_id(MemoryKind.theme, row_id)
+        for row_id in db.scalars(select(Theme.id).where(Theme.session_id.in_(consulting)))
+    }
+    return (found - waiting) | {
+        memory_id(MemoryKind.segment, row_id) for row_id in db.scalars(done)
+    }

@@ -14,7 +14,6 @@ from companion.cycles import service as cycles
 from companion.errors import Conflict, Invalid, NotFound
 from companion.groups import service as groups
 from companion.groups.schemas import Role
-from companion.memory.schemas import MemoryKind
 from companion.method import rotation
 from companion.method.machine import IllegalTransition, PhaseState
 from companion.method.phases import PHASES, Language, Phase
@@ -27,14 +26,12 @@ from companion.sessions.schemas import (
     SessionStatus,
     SessionView,
 )
-from companion.store import outbox
 from companion.store.keyring import Keyring
 from companion.store.models import (
     CodevSession,
     Group,
     Participant,
     PhaseRun,
-    Theme,
     User,
     new_id,
     utcnow,
@@ -178,11 +175,6 @@ def _move(db: Session, actor: User, session: CodevSession, phase: Phase, *, star
             raise Conflict(f"Phase '{phase}' has no start record; the session needs repair.")
         run.ended_at = now
     session.completed, session.running = after.completed, after.running
-    if phase is Phase.consultation and not start:
-        # The themes waited for the end of the phase to go into the group's memory
-        # (companion.assist.ideas.service.remember_themes).
-        for theme_id in db.scalars(select(Theme.id).where(Theme.session_id == session.id)):
-            outbox.enqueue(db, session.group_id, MemoryKind.theme, theme_id)
     if after.closed:
         session.closed_at = now
     verb = "start" if start else "end"

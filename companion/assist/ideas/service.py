@@ -226,13 +226,19 @@ def remember_themes(
 ) -> None:
     """Have these themes (re)indexed in the group's memory at its next write or search (not in
     this commit: the background runner's commits must not wait on embeddings). While phase 4
-    runs a kept theme waits for the phase's end (sessions.service indexes every theme then):
+    runs a kept theme waits for the phase's end (consultation_ended indexes every theme then):
     its ideas change with each note, and each indexing would embed the whole theme again."""
     if session.running != Phase.consultation.value:
         for theme_id in kept:
             memory.enqueue(db, session.group_id, MemoryKind.theme, theme_id, later=True)
     for theme_id in dropped:  # out of the memory at once (no embedding)
         memory.enqueue(db, session.group_id, MemoryKind.theme, theme_id, later=True)
+
+
+def consultation_ended(db: Session, session: CodevSession) -> None:
+    """Phase 4 has just ended: every theme goes into the group's memory with this commit."""
+    for theme_id in db.scalars(select(Theme.id).where(Theme.session_id == session.id)):
+        memory.enqueue(db, session.group_id, MemoryKind.theme, theme_id)
 
 
 def _place(
