@@ -44,11 +44,3 @@ class Recent(Generic[V]):
                 limit = time.monotonic() - self._max_age_s
                 while self._items and next(iter(self._items.values()))[0] < limit:
                     self._items.popitem(last=False)
-
-    def pop(self, key: str) -> None:
-        with self._lock:
-            self._items.pop(key, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()

@@ -10,20 +10,11 @@ from api.web import render
 from api.web.watch import SLOTS, SPREAD_S, Watch
 from companion.memory.embeddings import UniversalSentenceEncoder
 from companion.sessions.changes import fingerprints
+from tests.test_ideas import _consultation, _note
 from tests.world import Api, Circle
 
 IDEA = "Tu pourrais confier le tableau de bord à ton adjointe pendant un mois."
 OTHER = "Et si tu bloquais deux créneaux sans réunion chaque semaine ?"
-
-
-def _consultation(api: Api) -> Circle:
-    circle = Circle.create(api)
-    circle.advance_to("consultation")
-    return circle
-
-
-def _note(circle: Circle, who: tuple[str, str], body: str) -> None:
-    circle.api.ok("POST", circle.path("/notes"), who[1], json={"body": body})
 
 
 def _panel(browser: TestClient, circle: Circle, name: str) -> str:

@@ -59,7 +59,7 @@ def fingerprints(db: Session, session_id: str) -> dict[str, str]:
     sid = session_id
     runs = db.execute(select(PhaseRun.phase, PhaseRun.ended_at).where(PhaseRun.session_id == sid))
     phase = _digest([(session.completed, session.running), *runs])
-    _segments, transcript, notes = _said(db, sid)
+    segments, transcript, notes = _said(db, sid)
     reviews = _digest(
         db.execute(
             select(func.count(), func.max(ClarityReview.updated_at)).where(
@@ -112,20 +112,13 @@ def fingerprints(db: Session, session_id: str) -> dict[str, str]:
     before = (Phase.presentation.value, Phase.clarification.value)
     client = Note.author_id == session.client_id
     asked = _digest(
-        [
-            *db.execute(
-                select(func.count(), func.max(Note.created_at)).where(
-                    Note.session_id == sid, or_(Note.phase.in_(before), client)
-                )
-            ),
-            *db.execute(
-                select(func.count(), func.max(TranscriptSegment.updated_at)).where(
-                    TranscriptSegment.session_id == sid
-                )
-            ),
-        ]
+        db.execute(
+            select(func.count(), func.max(Note.created_at)).where(
+                Note.session_id == sid, or_(Note.phase.in_(before), client)
+            )
+        )
     )
-    clarity = _digest([(session.running, asked, reviews)])
+    clarity = _digest([(session.running, asked, segments, reviews)])
     return {
         "phase": phase,
         "transcript": transcript,

@@ -49,8 +49,7 @@ async def session_events(
         delay = watch.slot()
         while not await request.is_disconnected():
             await watch.changed()
-            moved = [topic for topic, value in watch.latest.items() if seen.get(topic) != value]
-            if moved and seen:  # not the first read: this page's turn among the session's
+            if seen and watch.latest != seen:  # not the first read: this page's turn
                 await asyncio.sleep(delay)
             now = watch.latest
             for topic, value in now.items():

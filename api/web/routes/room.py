@@ -125,7 +125,7 @@ def transcript_panel(
 def notes_panel(ctx: SessionMember, request: Request, db: DbSession, keys: KeysDep) -> Response:
     """The running phase's notes; everyone in the session sees the same."""
     session = ctx.session
-    running = Phase(session.running) if session.running else None
+    running = sessions.state(session).running
     key = f"{session.id}|{running}|{content.notes_digest(db, session, running)}"
 
     def values() -> dict[str, object]:
