@@ -157,6 +157,40 @@ def test_ideas_follow_transcript_corrections(api):
     assert kept["id"] in {i["id"] for i in after}  # the untouched segment's idea keeps its id
 
 
+def test_a_refresh_opens_only_the_turns_said_since_and_sees_what_others_changed(
+    client, api, monkeypatch
+):
+    from companion.assist.ideas import service
+    from companion.store.models import Idea
+
+    circle = _consultation(api)
+    anatole, zoe, _ = circle.consultants
+    _note(circle, anatole, DELEGATION)
+    _ideas(circle)
+    opened: list[object] = []
+    texts_of = service.texts_of
+
+    def spied(db, keys, session, phase, only=None):
+        opened.append(None if only is None else sorted(only))
+        return texts_of(db, keys, session, phase, only)
+
+    monkeypatch.setattr(service, "texts_of", spied)
+    _note(circle, zoe, MANAGEMENT)
+    newest = api.ok("GET", circle.path("/notes?phase=consultation"), zoe[1])[-1]["id"]
+    assert [i["text"] for i in _all(_ideas(circle))] == [DELEGATION, MANAGEMENT]
+    assert opened == [[newest]]  # the first note was neither opened nor cut again
+
+    # Another process (or a rolled-back transaction) left a turn without its ideas: its ids
+    # no longer match what this process settled, so the turn is cut again.
+    with client.app.state.companion.sessions() as db, db.begin():
+        db.query(Idea).filter(Idea.source_id == newest).delete()
+    _note(circle, zoe, REST)
+    assert sorted(i["text"] for i in _all(_ideas(circle))) == sorted(
+        [DELEGATION, MANAGEMENT, REST.removeprefix("Oui, alors… ")]
+    )
+    assert newest in opened[-1]
+
+
 def test_ideas_need_the_consultation(api):
     circle = Circle.create(api)
     circle.advance_to("contract")

@@ -6,6 +6,7 @@ view every text, the ideas the consultants' only).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -35,14 +36,32 @@ class PhaseText:
     end_s: float | None = None
 
 
-def texts_of(db: Session, keys: Keyring, session: CodevSession, phase: Phase) -> list[PhaseText]:
-    """The phase's notes, then its transcript segments, each in the order they were said."""
+def stamps_of(db: Session, session: CodevSession, phase: Phase) -> dict[str, str]:
+    """What `texts_of` would return, told apart without opening anything: each text's id and
+    a stamp that changes when its text does (a note is never edited; a segment, corrected)."""
+    stamps = dict.fromkeys(content.note_ids(db, session, phase), "note")
+    stamps.update(transcripts.segment_stamps(db, session, phase))
+    return stamps
+
+
+def texts_of(
+    db: Session,
+    keys: Keyring,
+    session: CodevSession,
+    phase: Phase,
+    only: Collection[str] | None = None,
+) -> list[PhaseText]:
+    """The phase's notes, then its transcript segments, each in the order they were said;
+    only those of `only` (ids), when given."""
+    if only is not None and not only:
+        return []
     found = [
         PhaseText(id=n.id, text=n.body, author_id=n.author.user_id)
-        for n in content.notes(db, keys, session, phase)
+        for n in content.notes(db, keys, session, phase, only)
     ]
-    recordings = {job.id: job for job in transcripts.jobs_of(db, session)}
-    for segment in transcripts.transcript(db, keys, session, phase).segments:
+    segments = transcripts.transcript(db, keys, session, phase, only).segments
+    recordings = {job.id: job for job in transcripts.jobs_of(db, session)} if segments else {}
+    for segment in segments:
         job = recordings.get(segment.job_id)
         found.append(
             PhaseText(

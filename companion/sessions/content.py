@@ -5,6 +5,7 @@ Every free text is sealed with the group's key; only ids, phases, dates and stat
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date
 
 from sqlalchemy import func, select
@@ -64,13 +65,26 @@ def add_note(db: Session, keys: Keyring, actor: User, session: CodevSession, bod
 
 
 def notes(
-    db: Session, keys: Keyring, session: CodevSession, phase: Phase | None = None
+    db: Session,
+    keys: Keyring,
+    session: CodevSession,
+    phase: Phase | None = None,
+    only: Collection[str] | None = None,
 ) -> list[NoteView]:
+    """The notes (of `phase`; those of `only`, when given) in the order they were added."""
     query = select(Note).where(Note.session_id == session.id)
     if phase is not None:
         query = query.where(Note.phase == phase)
+    if only is not None:
+        query = query.where(Note.id.in_(only))
     rows = db.scalars(query.order_by(Note.created_at, Note.id)).all()
     return [note_view(db, keys, session, n) for n in rows]
+
+
+def note_ids(db: Session, session: CodevSession, phase: Phase) -> list[str]:
+    return list(
+        db.scalars(select(Note.id).where(Note.session_id == session.id, Note.phase == phase))
+    )
 
 
 def notes_digest(db: Session, session: CodevSession, phase: Phase | None) -> str:

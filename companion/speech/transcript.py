@@ -7,9 +7,10 @@ correction of a segment. The workers that write the transcript are companion.spe
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from companion.audit import service as audit
@@ -150,22 +151,44 @@ def _segment_view(keys: Keyring, group_id: str, row: TranscriptSegment) -> Segme
     )
 
 
+def _shown(session: CodevSession, phase: Phase | None) -> list[ColumnElement[bool]]:
+    """The segments a transcript shows: done jobs' and live ones' (of `phase`, if given)."""
+    where = [
+        TranscriptSegment.session_id == session.id,
+        (TranscriptionJob.status == JobStatus.done) | (TranscriptionJob.kind == JobKind.live),
+    ]
+    if phase is not None:
+        where.append(TranscriptSegment.phase == phase)
+    return where
+
+
+def segment_stamps(db: Session, session: CodevSession, phase: Phase | None) -> dict[str, str]:
+    """Each shown segment's id and when it last changed (a correction), nothing opened."""
+    rows = db.execute(
+        select(TranscriptSegment.id, TranscriptSegment.updated_at)
+        .join(TranscriptionJob, TranscriptionJob.id == TranscriptSegment.job_id)
+        .where(*_shown(session, phase))
+    )
+    return {row.id: row.updated_at.isoformat() for row in rows}
+
+
 def transcript(
-    db: Session, keys: Keyring, session: CodevSession, phase: Phase | None = None
+    db: Session,
+    keys: Keyring,
+    session: CodevSession,
+    phase: Phase | None = None,
+    only: Collection[str] | None = None,
 ) -> TranscriptView:
-    """Done jobs' segments, and live ones' as they are stored. Within a phase: an upload at
-    its upload time, a live segment at the time it was said, so several participants' live
-    streams interleave."""
+    """Done jobs' segments, and live ones' as they are stored (those of `only`, when given).
+    Within a phase: an upload at its upload time, a live segment at the time it was said, so
+    several participants' live streams interleave."""
     query = (
         select(TranscriptSegment, TranscriptionJob.created_at, TranscriptionJob.kind)
         .join(TranscriptionJob, TranscriptionJob.id == TranscriptSegment.job_id)
-        .where(
-            TranscriptSegment.session_id == session.id,
-            (TranscriptionJob.status == JobStatus.done) | (TranscriptionJob.kind == JobKind.live),
-        )
+        .where(*_shown(session, phase))
     )
-    if phase is not None:
-        query = query.where(TranscriptSegment.phase == phase)
+    if only is not None:
+        query = query.where(TranscriptSegment.id.in_(only))
     rows = list(db.execute(query).all())
     order = {p.value: i for i, p in enumerate(PHASES)}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -24,7 +24,7 @@ from companion.assist import contract
 from companion.assist.ideas import grouping, labels
 from companion.assist.ideas.schemas import IdeasView, IdeaView, LabelSource, SourceKind, ThemeView
 from companion.assist.ideas.split import split
-from companion.assist.phase_texts import texts_of
+from companion.assist.phase_texts import stamps_of, texts_of
 from companion.errors import Conflict, DomainError
 from companion.locks import SessionLocks
 from companion.memory.embeddings import EmbedderUnavailable
@@ -126,11 +126,13 @@ class Source:
     end_s: float | None = None
 
 
-def sources(db: Session, keys: Keyring, session: CodevSession) -> list[Source]:
-    """The consultants' turns of phase 4, in the order they were said (notes, then each
-    recording in turn); the client's own are left out."""
+def sources(
+    db: Session, keys: Keyring, session: CodevSession, only: Collection[str] | None = None
+) -> list[Source]:
+    """The consultants' turns of phase 4 (those of `only`, ids, when given), in the order they
+    were said (notes, then each recording in turn); the client's own are left out."""
     found: list[Source] = []
-    for said in texts_of(db, keys, session, Phase.consultation):
+    for said in texts_of(db, keys, session, Phase.consultation, only):
         # A note or a live stream is the client's own when they wrote or spoke it; an
         # uploaded recording is of the room, kept whoever uploaded it.
         if (not said.segment or said.live) and said.author_id == session.client_id:
@@ -183,6 +185,17 @@ def _stored(db: Session, session_id: str) -> tuple[list[Theme], list[Idea]]:
     return themes, ideas
 
 
+# What each turn of a consultation was last cut into, in this process: (session, language) ->
+# turn id -> (the turn's stamp, the ids of its ideas). A turn whose stamp and ideas are still
+# those is neither opened nor cut again, so a refresh opens only what was said or corrected
+# since (another process's refresh changes the ideas' ids: the turn is then checked again).
+_settled: Recent[dict[str, tuple[str, tuple[str, ...]]]] = Recent(64, max_age_s=600)
+
+
+def _ids(ideas: Sequence[Idea]) -> tuple[str, ...]:
+    return tuple(sorted(i.id for i in ideas))
+
+
 def refresh(
     db: Session, keys: Keyring, session: CodevSession, language: Language, embed: Embed
 ) -> int:
@@ -193,31 +206,51 @@ def refresh(
     by_source: dict[str, list[Idea]] = {}
     for idea in ideas:
         by_source.setdefault(idea.source_id, []).append(idea)
-    current = sources(db, keys, session)
+    stamps = stamps_of(db, session, Phase.consultation)
+    memo = f"{session.id}|{language.value}"
+    settled = _settled.get(memo) or {}
+    unsettled = [
+        turn for turn, stamp in stamps.items()
+        if settled.get(turn) != (stamp, _ids(by_source.get(turn, [])))
+    ]  # fmt: skip
+    kept = set(stamps).difference(unsettled)  # turns whose ideas stand as they are
     wanted: list[tuple[Source, list[tuple[int, int, str]]]] = []
-    for source in current:
+    # All of them (a first refresh in this process) is read without a list of ids.
+    only = unsettled if len(unsettled) < len(stamps) else None
+    for source in sources(db, keys, session, only):
+        kept.add(source.id)
         spans = [(s.start, s.end, s.text) for s in split(source.text, language)]
-        have = sorted(by_source.pop(source.id, []), key=lambda i: i.position)
+        have = sorted(by_source.get(source.id, []), key=lambda i: i.position)
         if [(i.start, i.end, keys.open(group_id, i, "text")) for i in have] == spans:
             continue
         for idea in have:  # the turn was corrected: its ideas are cut again
             db.delete(idea)
         if spans:
             wanted.append((source, spans))
-    for gone in by_source.values():  # turns no longer there (a recording transcribed again)
-        for idea in gone:
-            db.delete(idea)
-    changed = bool(wanted) or any(by_source.values()) or db.deleted
+    # Turns no longer there (a recording transcribed again), or no longer a consultant's.
+    for turn, gone in by_source.items():
+        if turn not in kept:
+            for idea in gone:
+                db.delete(idea)
+    removed = {i.id for i in db.deleted if isinstance(i, Idea)}
+    changed = bool(wanted or removed)
     db.flush()
-    themes, ideas = _stored(db, session.id)
+    ideas = [i for i in ideas if i.id not in removed]
     if wanted:
-        _place(db, keys, session=session, themes=themes, ideas=ideas, wanted=wanted, embed=embed)
+        made_themes, made_ideas = _place(
+            db, keys, session=session, themes=themes, ideas=ideas, wanted=wanted, embed=embed
+        )
+        themes, ideas = [*themes, *made_themes], [*ideas, *made_ideas]
     dropped = drop_empty(db, session.id)
+    themes = [t for t in themes if t.id not in dropped]
     if changed or dropped:
-        label_with_words(db, keys, session, language, embed)
+        label_with_words(db, keys, session, language, embed, stored=(themes, ideas))
     if changed:
-        kept = db.scalars(select(Theme.id).where(Theme.session_id == session.id)).all()
-        remember_themes(db, session, kept, dropped)
+        remember_themes(db, session, [t.id for t in themes], dropped)
+    now: dict[str, list[Idea]] = {}
+    for idea in ideas:
+        now.setdefault(idea.source_id, []).append(idea)
+    _settled.add(memo, {turn: (stamp, _ids(now.get(turn, []))) for turn, stamp in stamps.items()})
     return sum(len(spans) for _, spans in wanted)
 
 
@@ -250,9 +283,13 @@ def _place(
     ideas: list[Idea],
     wanted: list[tuple[Source, list[tuple[int, int, str]]]],
     embed: Embed,
-) -> None:
+) -> tuple[list[Theme], list[Idea]]:
+    """Embed the wanted turns' ideas and place each into a theme (a new one when none is
+    close); the themes and ideas made."""
     group_id = session.group_id
     key = keys.get(group_id)
+    made_themes: list[Theme] = []
+    made_ideas: list[Idea] = []
     texts = [text for _, spans in wanted for _, _, text in spans]
     vectors = [grouping.unit(np.asarray(v, dtype=np.float32)) for v in embedded(embed, texts)]
     slots = {t.id: grouping.ThemeSlot(t.id) for t in themes}
@@ -278,6 +315,7 @@ def _place(
                 number += 1
                 theme = Theme(id=new_id(), session_id=session.id, number=number)
                 db.add(theme)
+                made_themes.append(theme)
                 db.flush()  # before its ideas: no relationship() tells the flush the order
                 order.append(grouping.ThemeSlot(theme.id))
                 slot = order[-1]
@@ -302,10 +340,12 @@ def _place(
             keys.seal(group_id, idea, "text", text)
             idea.vector_sealed = key.seal(vector.tobytes(), Idea.__tablename__, idea.id, "vector")
             db.add(idea)
+            made_ideas.append(idea)
             slot.vectors.append(vector)
             placed.append(vector)
             placed_ids.append(idea.id)
     db.flush()
+    return made_themes, made_ideas
 
 
 def drop_empty(db: Session, session_id: str) -> list[str]:
@@ -320,13 +360,19 @@ def drop_empty(db: Session, session_id: str) -> list[str]:
 
 
 def label_with_words(
-    db: Session, keys: Keyring, session: CodevSession, language: Language, embed: Embed
+    db: Session,
+    keys: Keyring,
+    session: CodevSession,
+    language: Language,
+    embed: Embed,
+    stored: tuple[list[Theme], list[Idea]] | None = None,
 ) -> None:
     """Every theme gets a label at once from its ideas: its distinctive key words, else the
     words of its most central idea, whichever is closer to its own ideas than to any other
     theme's (ideas/labels.py); none when neither is (a wrong label misleads). A model label is
-    kept (shown as not current) until the model labels the theme again, a person's for good."""
-    themes, ideas = _stored(db, session.id)
+    kept (shown as not current) until the model labels the theme again, a person's for good.
+    `stored`: the session's themes and ideas, when the caller has them at hand."""
+    themes, ideas = stored or _stored(db, session.id)
     # Every label but a person's is checked again: a theme that came since may be closer to it.
     stale = [t for t in themes if t.label_source != LabelSource.edited]
     if not stale:
