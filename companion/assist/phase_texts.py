@@ -59,6 +59,8 @@ def texts_of(
         PhaseText(id=n.id, text=n.body, author_id=n.author.user_id)
         for n in content.notes(db, keys, session, phase, only)
     ]
+    if only is not None and len(found) == len(only):
+        return found  # notes only: no transcript to read
     segments = transcripts.transcript(db, keys, session, phase, only).segments
     recordings = {job.id: job for job in transcripts.jobs_of(db, session)} if segments else {}
     for segment in segments:
