@@ -448,3 +448,73 @@ def test_probe_finds_an_ogg_cut_at_a_page_boundary(tmp_path):
     assert audio.probe(io.BytesIO(whole), 60).format == "ogg/opus"
     with pytest.raises(audio.Invalid, match="whole file"):
         audio.probe(io.BytesIO(whole[: pages[-1]]), 60)  # the last page left out
+
+
+def _live_webm(seconds: float) -> bytes:
+    """A WebM/Opus file as a browser's MediaRecorder writes it: segment and clusters of
+    unknown size (ffmpeg's muxer in live mode), so only the blocks' own sizes tell a cut."""
+    import av
+    import numpy as np
+
+    out_buffer = io.BytesIO()
+    rate = 48000
+    with av.open(out_buffer, "w", format="webm", options={"live": "1"}) as out:
+        stream = out.add_stream("libopus", rate=rate)
+        stream.layout = "mono"
+        t = np.arange(int(rate * seconds)) / rate
+        tone = (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+        for at in range(0, len(tone), 960):
+            frame = av.AudioFrame.from_ndarray(tone[None, at : at + 960], "fltp", "mono")
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return _clusters_of_unknown_size(out_buffer.getvalue())
+
+
+def _clusters_of_unknown_size(webm: bytes) -> bytes:
+    """The same file with each cluster's size written as unknown (all ones), as Chrome does."""
+    data = bytearray(webm)
+    at = data.find(bytes.fromhex("18538067")) + 4 + 8  # into the segment (of unknown size)
+    while at < len(data):
+        id_length = 9 - data[at].bit_length()
+        size_length = 9 - data[at + id_length].bit_length()
+        sized = data[at + id_length : at + id_length + size_length]
+        size = int.from_bytes(sized, "big") & ((1 << (7 * size_length)) - 1)
+        if data[at : at + id_length] == bytes.fromhex("1F43B675"):  # a cluster
+            unknown = (1 << (7 * size_length + 1)) - 1  # the length marker, then all ones
+            data[at + id_length : at + id_length + size_length] = unknown.to_bytes(size_length)
+        at += id_length + size_length + size
+    return bytes(data)
+
+
+@needs_speech_tools
+@pytest.mark.parametrize("fmt", ["webm", "mp3", "live webm"])
+def test_probe_finds_a_webm_or_mp3_cut_anywhere(tmp_path, fmt):
+    """A cut a few percent short passes the declared-duration check; the container's framing
+    (a block's, a frame's size) still tells it. 20 random cuts, all refused; the whole kept."""
+    source = tmp_path / "tone.wav"
+    source.write_bytes(wav_bytes(6.0))
+    whole = _live_webm(6.0) if fmt == "live webm" else convert(source, fmt).read_bytes()
+    assert audio.probe(io.BytesIO(whole), 60).seconds > 5.5
+    chance = random.Random(fmt)
+    for _ in range(20):
+        cut = chance.randrange(len(whole) // 3, len(whole) - 1)
+        with pytest.raises(audio.Invalid, match="truncated"):
+            audio.probe(io.BytesIO(whole[:cut]), 60)
+
+
+@needs_speech_tools
+def test_a_cut_webm_upload_gets_422_and_nothing_is_stored(tmp_path, client, settings, circle, api):
+    whole = _live_webm(6.0)
+    res = api.call(
+        "POST",
+        circle.path("/phases/presentation/recordings"),
+        circle.client[1],
+        files={"file": ("phase.webm", whole[: len(whole) - 7], "audio/webm")},
+    )
+    assert res.status_code == 422, res.text
+    assert "WebM block is cut off" in res.json()["detail"]
+    assert _job_count(client) == 0
+    assert _audio_files(settings) == []

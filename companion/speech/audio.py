@@ -23,6 +23,7 @@ import av
 import numpy as np
 
 from companion.errors import DomainError, Invalid
+from companion.speech import truncation
 from companion.vault import DataKey, IntegrityError
 from companion.vault.envelope import SEALED_OVERHEAD
 
@@ -35,8 +36,6 @@ PARTIAL_SUFFIX = ".partial"  # a recording still being sealed as it arrives
 SILENCE_PEAK = 10 ** (-60 / 20)  # -60 dBFS: nothing above this is digital silence
 TRUNCATION_SLACK_S = 1.0  # a declared duration this much (and 5 %) longer than decoded
 RECORD_TYPE = "transcription_jobs"
-OGG_HEADER = 27  # bytes of an Ogg page's header before its segment table
-OGG_END_OF_STREAM = 0x04  # the header flag of a stream's last page
 
 
 class TooLarge(DomainError):
@@ -109,7 +108,7 @@ def probe(file: BinaryIO, max_seconds: float) -> Probe:
             f"{seconds:.1f} s could be decoded. Send the whole file."
         )
     name = (container.format.name or "audio").split(",")[0]
-    cut = _ogg_cut(file) if name == "ogg" else None
+    cut = truncation.cut(file, name)
     if cut is not None:
         raise Invalid(
             f"The recording is truncated: {cut} (after {seconds:.1f} s of sound). Send the "
@@ -150,53 +149,6 @@ def _wav_declared_seconds(file: BinaryIO, decoded: float) -> float | None:
                 return None
             return float(decoded * size / available)  # the same byte rate, announced size
         offset += 8 + size + (size & 1)
-    return None
-
-
-def _ogg_cut(file: BinaryIO) -> str | None:
-    """Why an Ogg file is incomplete, or None: its last page is cut off, or a stream in it has
-    no last page (the end-of-stream flag that recorders write when they stop). Decoders skip
-    an incomplete last page without a word, and the duration is read from the last page found,
-    so a file cut anywhere decodes "whole"."""
-    total = file.seek(0, io.SEEK_END)
-    offset = 0
-    flags: dict[int, int] = {}  # the header flags of each stream's last page so far
-    while offset < total:
-        file.seek(offset)
-        header = file.read(OGG_HEADER)
-        if not header.startswith(b"OggS"):
-            if b"OggS".startswith(header):  # the start of a page, then nothing
-                return "its last Ogg page is cut off"
-            found = _next_page(file, offset + 1, total)
-            if found is None:
-                break  # something other than pages follows them: left to the decoder
-            offset = found
-            continue
-        if len(header) < OGG_HEADER:
-            return "its last Ogg page is cut off"
-        table = file.read(header[26])
-        end = offset + OGG_HEADER + len(table) + sum(table)
-        if len(table) < header[26] or end > total:
-            return "its last Ogg page is cut off"
-        (serial,) = struct.unpack_from("<I", header, 14)
-        flags[serial] = header[5]
-        offset = end
-    if not flags:
-        return "it holds no complete Ogg page"
-    if any(not flag & OGG_END_OF_STREAM for flag in flags.values()):
-        return "it ends before its last Ogg page (no end-of-stream mark)"
-    return None
-
-
-def _next_page(file: BinaryIO, offset: int, total: int) -> int | None:
-    """Where the next page's capture pattern is at or after `offset`, or None."""
-    while offset < total:
-        file.seek(offset)
-        block = file.read(CHUNK + 3)
-        found = block.find(b"OggS")
-        if found >= 0:
-            return offset + found
-        offset += CHUNK
     return None
 
 
