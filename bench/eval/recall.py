@@ -15,7 +15,9 @@ sessions, and a question must find its own session's ideas among all of them):
 
 Each session runs as in the room, on an in-process app (SQLite in a temp dir, the bundled
 embeddings, no language model): the client's exposé is a note of phase 1 and the clarifying
-questions notes of phase 2 by their consultants (held-out sessions have them), the contract is
+questions notes of phase 2 by their consultants (every held-out session has them, and the
+tuned ones since stop 21: without them the tuned set never showed the questions crowding out
+the ideas that the held-out set did), the contract is
 confirmed by the client in phase 3 (what tests.world's Circle.consult_on does), each utterance
 is a note of its speaker in phase 4, the ideas are read once (GET .../ideas, which groups them
 into themes) and phase 4 ends. The themes reach the memory at the group's next write or search.

@@ -332,7 +332,20 @@ class Memory:
                 continue
             opened.append((stored, body, author))
         best = rerank.order(
-            text, [b for _, b, _ in opened], [1.0 - s.distance for s, _, _ in opened]
+            text,
+            [
+                rerank.Candidate(
+                    body,
+                    1.0 - stored.distance,
+                    str(stored.metadata["session_id"]),
+                    rerank.asks_something(
+                        body,
+                        kind=str(stored.metadata["kind"]),
+                        phase=str(stored.metadata["phase"]),
+                    ),
+                )
+                for stored, body, _ in opened
+            ],
         )
         hits = [self._hit(*opened[n]) for n in best[:limit]]
         return MemorySearchView(query=text, hits=hits, pending=self.pending(db, group_id))
