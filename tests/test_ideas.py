@@ -639,6 +639,43 @@ def test_a_draft_of_many_ideas_is_updated_with_the_last_ones(assisted, model):
     assert len(model.received) == 5
 
 
+LATE_IDEAS = (
+    "Tu pourrais aussi automatiser l'export des chiffres.",
+    "Et garde une trace de ce que tu délègues.",
+    "Préviens les autres services du changement.",
+    "Fais le point avec l'équipe au bout d'un mois.",
+)
+
+
+@pytest.mark.parametrize("ended", [False, True])
+def test_once_phase_4_has_ended_more_late_ideas_are_added_by_an_update(assisted, model, ended):
+    """Four ideas after a full run of nine are too many for an update while the phase runs (a
+    whole draft is worth its time then), not once it has ended and the client waits."""
+    circle = _ready(assisted)
+    client = circle.client[1]
+    for n, text in enumerate(MORE_IDEAS):
+        _note(circle, circle.consultants[n % 3], text)
+    model.reply(_draft([["I1"], ["I2"]]))
+    full = assisted.ok("POST", circle.path("/synthesis"), client)
+    for n, text in enumerate(LATE_IDEAS):
+        _note(circle, circle.consultants[n % 3], text)
+    if ended:
+        circle.phase("consultation", "end")
+        model.reply(_update(["I10"]))
+    else:
+        model.reply(_draft([["I1"], ["I2"]]))
+    made = assisted.ok("POST", circle.path("/synthesis"), client)
+    assert made["current"]
+    schema = model.received[1].body["response_format"]["json_schema"]["schema"]
+    if ended:
+        assert schema["properties"]["actions"]["maxItems"] == 1  # an addendum
+        assert made["actions"][:2] == full["actions"]
+        assert [a["refs"] for a in made["actions"]][2] == ["I10"]
+    else:
+        assert schema["properties"]["actions"]["minItems"] == 2  # a whole draft
+        assert [a["refs"] for a in made["actions"]] == [["I1"], ["I2"]]
+
+
 def test_a_moved_idea_makes_the_draft_again_in_full(assisted, model):
     circle = _ready(assisted)
     client = circle.client[1]

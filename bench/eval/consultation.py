@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from api.main import create_app
 from companion.assist.ideas import grouping, labels
 from companion.assist.ideas.split import split
-from companion.assist.synthesis import plan
+from companion.assist.synthesis import drafting, plan
 from companion.config import Settings
 from companion.memory.embeddings import make_embedder
 from companion.method.phases import Language
@@ -317,6 +317,72 @@ def eval_synthesis(settings: Settings, runs: int) -> None:
                     print(f"      {body.get('detail')}")
                     continue
                 print_plan(body, embedder, examples=name == "tuned")
+
+
+def eval_steady(settings: Settings, runs: int, pace_s: float) -> None:
+    """The draft when ideas keep coming up to the end: the background runner on (as `companion
+    serve` runs it), the turns of a consultation posted `pace_s` apart, the last one just
+    before phase 4 ends; then the time until the draft covers every idea (`current`), polled
+    every 0.25 s, and the model calls the session made (outcome, tokens, whether an update)."""
+    print(
+        f"draft synthesis with ideas at a steady pace (a turn every {pace_s:g} s up to the end, "
+        f"background runner every {settings.assist.poll_s:g} s)"
+    )
+    limit_s = 600.0
+    with TestClient(create_app(settings)) as client:
+        api = Api.bootstrap(client, settings)
+        for language in Language:
+            finished: list[float] = []
+            for n, case in enumerate(load(language, "tuned")[:runs]):
+                speakers = sorted({u["speaker"] for u in case["utterances"]})
+                circle = _circle(api, language, len(speakers))
+                circle.consult_on(case["contract"])
+                who = dict(zip(speakers, circle.consultants, strict=True))
+                with client.app.state.companion.sessions() as db:
+                    before = db.scalar(select(func.count()).select_from(ModelCall)) or 0
+                for m, utterance in enumerate(case["utterances"]):
+                    if m:
+                        time.sleep(pace_s)
+                    api.ok(
+                        "POST",
+                        circle.path("/notes"),
+                        who[utterance["speaker"]][1],
+                        json={"body": utterance["text"]},
+                    )
+                circle.phase("consultation", "end")  # right after the last turn
+                t = time.monotonic()
+                first = None
+                while time.monotonic() - t < limit_s:
+                    body = api.ok("GET", circle.path("/synthesis"), circle.client[1])
+                    first = first if first is not None else time.monotonic() - t
+                    if body["current"] and body["status"] == "ready":
+                        break
+                    time.sleep(0.25)
+                took = time.monotonic() - t
+                done = body["current"] and body["status"] == "ready"
+                if done:
+                    finished.append(took)
+                with client.app.state.companion.sessions() as db:
+                    calls = db.scalars(select(ModelCall).order_by(ModelCall.at).offset(before))
+                    told = [
+                        f"{c.outcome} {c.prompt_tokens or 0}+{c.completion_tokens or 0} "
+                        f"{c.duration_ms / 1000:.0f}s"
+                        for c in calls
+                        if c.purpose == drafting.PURPOSE
+                    ]
+                print(
+                    f"  {language} {case['title']!r}: {len(case['utterances'])} turns; after the "
+                    f"end: first content {first or 0:.2f} s, "
+                    + (f"complete {took:.1f} s" if done else f"not complete in {limit_s:.0f} s")
+                    + f" ({len(body['actions'])} actions); draft calls: {'; '.join(told)}"
+                )
+                if n == 0 and done:
+                    print_plan(body, make_embedder(settings), examples=False)
+            if finished:
+                print(
+                    f"  {language}: complete after the end, median {statistics.median(finished):.1f}"
+                    f" s of {len(finished)} ({', '.join(f'{x:.1f}' for x in finished)})"
+                )
 
 
 def print_plan(body: dict[str, Any], embedder: Any, *, examples: bool) -> None:

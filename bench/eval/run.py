@@ -238,6 +238,16 @@ def main() -> None:
         metavar="N",
         help="also time N draft syntheses a language",
     )
+    parser.add_argument(
+        "--steady",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also N drafts a language with ideas at a steady pace up to the end (--pace)",
+    )
+    parser.add_argument(
+        "--pace", type=float, default=5.0, metavar="S", help="seconds between turns (--steady)"
+    )
     args = parser.parse_args()
     eval_clarity()
     if args.clarity_model:
@@ -248,6 +258,9 @@ def main() -> None:
         consultation.eval_themes(consultation.settings_for_eval(llm_local_model="off"))
     if args.synthesis:
         consultation.eval_synthesis(consultation.settings_for_eval(), args.synthesis)
+    if args.steady:
+        steady = consultation.settings_for_eval(assist_background=True)
+        consultation.eval_steady(steady, args.steady, args.pace)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from companion.assist.synthesis.outline import relevance
 from companion.assist.synthesis.schemas import DraftStatus, StoredDraft, SynthesisView
 from companion.llm.errors import ModelError, ModelOutputInvalid
 from companion.llm.gateway import GroupRef, LLMGateway
-from companion.method.phases import Language
+from companion.method.phases import Language, Phase
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Group, Synthesis, new_id, utcnow
 from companion.vault import MasterKey
@@ -158,7 +158,8 @@ def make_draft(
     support = plan_support(found, vectors, embed)
     with runs.under_way(session.id) as progress:
         previous = _ready_draft(db, keys, session, version)
-        new = drafting.update_of(previous, found)
+        ended = session.running != Phase.consultation.value
+        new = drafting.update_of(previous, found, ended=ended)
         every = sorted(i.id for i in found.all_ideas)
         try:
             draft = None
