@@ -78,7 +78,7 @@ def test_the_draft_keeps_one_of_two_alike_actions_and_no_filler(assisted, model_
     assert first["due_date"] != second["due_date"]  # the copied 4 weeks are spread
 
 
-def test_an_action_alike_another_comes_back_only_when_the_plan_would_be_too_short():
+def test_an_action_alike_an_earlier_one_is_left_out_and_named():
     from companion.assist.synthesis.drafting import _distinct
 
     same, other = _v(1, 0), _v(0, 1)
@@ -87,6 +87,40 @@ def test_an_action_alike_another_comes_back_only_when_the_plan_would_be_too_shor
         ("backlog again", ["I2"], _v(1, 0.1)),
         ("rest", ["I3"], other),
     ]
-    assert [u[0] for u in _distinct(usable, 2)] == ["backlog", "rest"]  # type: ignore[arg-type]
-    alone = usable[:2]
-    assert [u[0] for u in _distinct(alone, 2)] == ["backlog", "backlog again"]  # type: ignore[arg-type]
+    kept, repeats = _distinct(usable)  # type: ignore[arg-type]
+    assert [u[0] for u in kept] == ["backlog", "rest"]
+    assert repeats == [(1, 0)]  # the second repeats the first
+    kept, repeats = _distinct(usable[:2])  # type: ignore[arg-type]
+    assert [u[0] for u in kept] == ["backlog"]  # a plan of one, not two alike
+
+
+def test_two_alike_actions_are_sent_back_rather_than_shown(assisted, model_double):
+    circle = _ready(assisted)
+    action = {
+        "objective": "Confier le tableau de bord mensuel à Anatole",
+        "first_step": "Lui montrer le tableau de bord",
+        "resources": "Le tableau de bord",
+        "indicator": "Le tableau de bord rendu à temps",
+        "weeks": 4,
+        "ideas": ["I1"],
+    }
+    again = {**action, "objective": "Confier le tableau de bord mensuel à Anatole."}
+    rest = {
+        **action,
+        "objective": "Protéger ses soirées et son sommeil",
+        "first_step": "Finir à 19 h deux soirs par semaine",
+        "ideas": ["I3"],
+    }
+
+    def answer(actions: list[dict[str, object]]) -> str:
+        question = {"text": "Qu'est-ce qui te retient ?", "ideas": ["I1"]}
+        return json.dumps(
+            {"labels": [], "questions": [question], "actions": actions}, ensure_ascii=False
+        )
+
+    model_double.reply(answer([action, again]))
+    model_double.reply(answer([action, rest]))
+    made = assisted.ok("POST", circle.path("/synthesis"), circle.client[1])
+    assert [a["objective"] for a in made["actions"]] == [action["objective"], rest["objective"]]
+    retry = model_double.received[1].body["messages"][-1]["content"]
+    assert "action 2 says what action 1 says" in retry

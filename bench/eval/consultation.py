@@ -34,6 +34,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.main import create_app
+from companion.assist import contract
 from companion.assist.ideas import grouping, labels
 from companion.assist.ideas.split import split
 from companion.assist.synthesis import drafting, plan
@@ -41,6 +42,7 @@ from companion.config import Settings
 from companion.memory.embeddings import make_embedder
 from companion.method.phases import Language
 from companion.store.models import ModelCall
+from companion.text import content_word, words
 from tests.world import Api, Circle
 
 HERE = Path(__file__).parent
@@ -383,6 +385,90 @@ def eval_steady(settings: Settings, runs: int, pace_s: float) -> None:
                     f"  {language}: complete after the end, median {statistics.median(finished):.1f}"
                     f" s of {len(finished)} ({', '.join(f'{x:.1f}' for x in finished)})"
                 )
+
+
+def _solution_in(candidate: str, solution: list[str]) -> bool:
+    """Whether the candidate holds every word of a labelled solution (compared on their first
+    five letters: "médiation" in "médiateur")."""
+    held = {w[:5] for w in map(content_word, words(candidate))}
+    return all(content_word(w)[:5] in held for w in solution)
+
+
+def _from_nowhere(candidate: str, said: list[str], language: Language) -> list[str]:
+    """The candidate's content words whose first four letters no word of phases 1-3 has (the
+    verbs any request may use, `request_words`, aside)."""
+    rule = contract.rules(language)
+    known = {w[:4] for text in said for w in map(content_word, words(text))}
+    return [
+        w
+        for w in map(content_word, words(candidate))
+        if len(w) >= 4
+        and w not in rule.stopwords
+        and w not in rule.request_words
+        and w[:4] not in known
+    ]
+
+
+def eval_contract_heldout(settings: Settings) -> None:
+    """Contract drafts on the held-out consultations, through the API as in the room: the
+    client's exposé a note of phase 1, the clarifying questions notes of phase 2 by their
+    consultants, POST .../contract/drafts in phase 3. Counted on what the client is shown
+    (and, apart, on what the checks rejected): candidates that build in a labelled solution (a
+    consultant's proposal or what the client tried, `solutions`), and candidates with a
+    content word said nowhere in phases 1-3. Only figures and the offending words print."""
+    print("contract drafts on the held-out consultations (model: local unless set)")
+    with TestClient(create_app(settings)) as client:
+        api = Api.bootstrap(client, settings)
+        for language in Language:
+            shown = built = nowhere = rejected = rejected_built = failed = 0
+            took: list[float] = []
+            for case in load(language, "held-out"):
+                speakers = sorted({q["speaker"] for q in case["clarification"]})
+                circle = _circle(api, language, len(speakers))
+                who = dict(zip(speakers, circle.consultants, strict=True))
+                circle.phase("presentation", "start")
+                api.ok(
+                    "POST", circle.path("/notes"), circle.client[1], json={"body": case["expose"]}
+                )
+                circle.phase("presentation", "end")
+                circle.phase("clarification", "start")
+                for q in case["clarification"]:
+                    api.ok(
+                        "POST",
+                        circle.path("/notes"),
+                        who[q["speaker"]][1],
+                        json={"body": q["text"]},
+                    )
+                circle.phase("clarification", "end")
+                circle.phase("contract", "start")
+                t = time.monotonic()
+                res = api.call("POST", circle.path("/contract/drafts"), circle.client[1])
+                took.append(time.monotonic() - t)
+                if res.status_code != 200:
+                    failed += 1
+                    print(f"  {language} (held-out): {res.status_code} {res.json().get('detail')}")
+                    continue
+                body = res.json()
+                said = [case["expose"], *(q["text"] for q in case["clarification"])]
+                solutions = [s["words"] for s in case["solutions"]]
+                for c in body["candidates"]:
+                    shown += 1
+                    if any(_solution_in(c["text"], sol) for sol in solutions):
+                        built += 1
+                        print(f"  {language} (held-out) builds in a solution: {c['text']}")
+                    stray = _from_nowhere(c["text"], said, language)
+                    if stray:
+                        nowhere += 1
+                        print(f"  {language} (held-out) words said nowhere {stray}: {c['text']}")
+                for c in body["rejected"]:
+                    rejected += 1
+                    rejected_built += any(_solution_in(c["text"], sol) for sol in solutions)
+            print(
+                f"  {language} held-out: {shown} candidates shown for {len(took)} sessions "
+                f"({failed} failed), {built} building in a solution, {nowhere} with words said "
+                f"nowhere; {rejected} rejected by the checks ({rejected_built} of them building "
+                f"in a labelled solution); {statistics.median(took):.0f} s a session (median)"
+            )
 
 
 def print_plan(body: dict[str, Any], embedder: Any, *, examples: bool) -> None:

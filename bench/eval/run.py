@@ -254,6 +254,7 @@ def main() -> None:
         eval_clarity_model()
     if args.contract:
         eval_contract()
+        consultation.eval_contract_heldout(consultation.settings_for_eval())
     if args.themes:
         consultation.eval_themes(consultation.settings_for_eval(llm_local_model="off"))
     if args.synthesis:

@@ -107,22 +107,20 @@ def _same(text: str) -> str:
 
 
 def _distinct(
-    usable: list[tuple[ModelAction, list[str], Any]], needed: int
-) -> list[tuple[ModelAction, list[str], Any]]:
-    """The actions, each one alike an earlier one left out, unless that leaves fewer than
-    `needed`: then the least alike of those come back (a plan of one action is no plan)."""
+    usable: list[tuple[ModelAction, list[str], Any]],
+) -> tuple[list[tuple[ModelAction, list[str], Any]], list[tuple[int, int]]]:
+    """The actions, each one alike an earlier one left out (two actions that say the same are
+    no plan of two); with the left-out ones as (its index, the index of the one it repeats)."""
     kept: list[int] = []
-    repeats: list[tuple[float, int]] = []  # (likeness to the kept, index in usable)
+    repeats: list[tuple[int, int]] = []
     for n, (_action, _refs, vector) in enumerate(usable):
-        likeness = 0.0
-        if vector is not None:
-            likeness = max((float(vector @ usable[k][2]) for k in kept), default=0.0)
-        if likeness >= plan.ALIKE:
-            repeats.append((likeness, n))
-        else:
-            kept.append(n)
-    back = [n for _, n in sorted(repeats)[: max(0, needed - len(kept))]]
-    return [usable[n] for n in sorted([*kept, *back])]
+        if vector is not None and kept:
+            likeness, like = max((float(vector @ usable[k][2]), k) for k in kept)
+            if likeness >= plan.ALIKE:
+                repeats.append((n, like))
+                continue
+        kept.append(n)
+    return [usable[n] for n in kept], repeats
 
 
 def check(
@@ -179,7 +177,12 @@ def check(
             if not refs:
                 continue  # made of none of what it cites
         usable.append((a, refs, vector))
-    kept = _distinct(usable, actions_needed)
+    kept, repeats = _distinct(usable)
+    if len(kept) < actions_needed:  # else a repeat left out is no loss
+        problems += [
+            f"action {n + 1} says what action {like + 1} says: each action must do something else"
+            for n, like in repeats
+        ]
     actions: list[DraftAction] = []
     weeks: list[int] = []
     for a, refs, _vector in kept:
