@@ -21,7 +21,9 @@ model; target <= 5 s) and to the complete draft (target <= 30 s), and the same f
 from __future__ import annotations
 
 import json
+import logging
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -331,6 +333,11 @@ def eval_steady(settings: Settings, runs: int, pace_s: float) -> None:
         f"background runner every {settings.assist.poll_s:g} s)"
     )
     limit_s = 600.0
+    told = logging.StreamHandler(sys.stdout)  # which runs were updates, which whole drafts
+    told.setFormatter(logging.Formatter("      %(message)s"))
+    runs_log = logging.getLogger("companion.assist.synthesis")
+    runs_log.addHandler(told)
+    runs_log.setLevel(logging.INFO)
     with TestClient(create_app(settings)) as client:
         api = Api.bootstrap(client, settings)
         for language in Language:

@@ -7,6 +7,7 @@ the routes and the runner go by). A failed run keeps the last good body and says
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Protocol
@@ -28,6 +29,8 @@ from companion.method.phases import Language, Phase
 from companion.store.keyring import Keyring
 from companion.store.models import CodevSession, Group, Synthesis, new_id, utcnow
 from companion.vault import MasterKey
+
+log = logging.getLogger(__name__)
 
 
 class Application(Protocol):
@@ -161,6 +164,14 @@ def make_draft(
         ended = session.running != Phase.consultation.value
         new = drafting.update_of(previous, found, ended=ended)
         every = sorted(i.id for i in found.all_ideas)
+        log.info(
+            "Draft synthesis of session %s: %s of %d ideas (the last full run saw %d)%s",
+            session.id,
+            "an update" if new is not None else "a whole draft",
+            len(every),
+            len(previous.full_from) if previous is not None else 0,
+            ", phase 4 has ended" if ended else "",
+        )
         try:
             draft = None
             if previous is not None and new is not None:
