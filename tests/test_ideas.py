@@ -696,3 +696,26 @@ def test_a_moved_idea_makes_the_draft_again_in_full(assisted, model):
     assert [a["refs"] for a in made["actions"]] == [["I7"], ["I2"]]
     schema = model.received[1].body["response_format"]["json_schema"]["schema"]
     assert schema["properties"]["actions"]["minItems"] == 2  # a full draft, not an addendum
+
+
+def test_an_update_labels_at_most_two_themes_and_only_those_with_a_new_idea():
+    """A label is 10-15 tokens to write: after phase 4 the client waits for the update."""
+    ideas = _inputs(9).ideas.themes[0].ideas
+    themes = [  # theme n holds ideas I(2n-1) and I(2n); theme 5 only I9
+        ThemeView(
+            id=f"t{n}",
+            number=n,
+            label="x",
+            label_source="words",
+            label_current=True,
+            ideas=ideas[2 * n - 2 : 2 * n],
+        )
+        for n in range(1, 6)
+    ]
+    themes[3] = themes[3].model_copy(update={"ideas": [*themes[3].ideas, ideas[0]]})  # 3 ideas
+    view = IdeasView(session_id="s", themes=themes, ideas=9, sources=9, updated_at=None)
+    found = Inputs("Comment puis-je… ?", "c", view, "basis", Language.fr)
+    new = [ideas[3], ideas[6], ideas[8], ideas[4]]  # I4 (theme 2), I7 (4), I9 (5), I5 (3)
+    # Themes 2, 3 and 4 hold a new idea and are unlabelled; 4 is the largest, then 2.
+    assert drafting._update_labels(found, [1, 2, 3, 4], new) == [2, 4]
+    assert drafting._update_labels(found, [1], new) == []

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from math import comb
 from pathlib import Path
 from typing import Any
@@ -323,7 +324,9 @@ def eval_synthesis(settings: Settings, runs: int) -> None:
                 print_plan(body, embedder, examples=name == "tuned")
 
 
-def eval_steady(settings: Settings, runs: int, pace_s: float) -> None:
+def eval_steady(
+    settings: Settings, runs: int, pace_s: float, languages: Sequence[Language] = tuple(Language)
+) -> None:
     """The draft when ideas keep coming up to the end: the background runner on (as `companion
     serve` runs it), the turns of a consultation posted `pace_s` apart, the last one just
     before phase 4 ends; then the time until the draft covers every idea (`current`), polled
@@ -340,7 +343,7 @@ def eval_steady(settings: Settings, runs: int, pace_s: float) -> None:
     runs_log.setLevel(logging.INFO)
     with TestClient(create_app(settings)) as client:
         api = Api.bootstrap(client, settings)
-        for language in Language:
+        for language in languages:
             finished: list[float] = []
             for n, case in enumerate(load(language, "tuned")[:runs]):
                 speakers = sorted({u["speaker"] for u in case["utterances"]})

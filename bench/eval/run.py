@@ -251,6 +251,9 @@ def main() -> None:
     parser.add_argument(
         "--pace", type=float, default=5.0, metavar="S", help="seconds between turns (--steady)"
     )
+    parser.add_argument(
+        "--language", choices=[lang.value for lang in Language], help="--steady in one language"
+    )
     args = parser.parse_args()
     eval_clarity()
     if args.clarity_model:
@@ -264,7 +267,8 @@ def main() -> None:
         consultation.eval_synthesis(consultation.settings_for_eval(), args.synthesis)
     if args.steady:
         steady = consultation.settings_for_eval(assist_background=True)
-        consultation.eval_steady(steady, args.steady, args.pace)
+        languages = [Language(args.language)] if args.language else list(Language)
+        consultation.eval_steady(steady, args.steady, args.pace, languages)
 
 
 if __name__ == "__main__":

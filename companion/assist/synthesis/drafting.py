@@ -64,6 +64,7 @@ UPDATE_FROM = 8
 # came after it (bench/eval/run.py --steady: with a turn every 10 s, 8-14 ideas came after the
 # last full run, which a whole draft made 23-78 s late).
 UPDATE_AT_MOST_ENDED = 40
+UPDATE_LABELS = 2  # themes an update labels at most (_update_labels)
 UPDATE_SHARE_ENDED = 0.6
 
 
@@ -245,6 +246,13 @@ def theme_basis(found: Inputs) -> dict[str, str]:
     return {t.id: ideas.basis_of_ids([i.id for i in t.ideas]) for t in found.ideas.themes}
 
 
+def _asked(found: Inputs, numbers: Sequence[int]) -> dict[str, str]:
+    """The themes of these numbers with their basis: what a run asked the model to label
+    (StoredDraft.label_tried)."""
+    now = theme_basis(found)
+    return {t.id: now[t.id] for t in found.ideas.themes if t.number in numbers}
+
+
 def _unlabelled(found: Inputs, tried: Mapping[str, str]) -> list[int]:
     """Themes neither the model nor the facilitator labelled: generating is the slow part, and
     a theme that grew keeps its label (not current) until a run has time for it; a theme of one
@@ -279,6 +287,7 @@ def compose(
     tried = tried or {}
     lang = found.language
     unlabelled = _unlabelled(found, tried)
+    asked = _asked(found, unlabelled)
     task = prompt("synthesis", "task", lang).render(themes=_to_label(found, unlabelled))
     schema = answer_schema(unlabelled, [i.ref for i in found.all_ideas])
     messages = [Message("user", f"{_head(found)}\n{task}")]
@@ -294,7 +303,7 @@ def compose(
         if best is None or len(draft.actions) > len(best.actions):
             best = draft
         if not problems:
-            return draft
+            return draft.model_copy(update={"label_tried": asked})
         if attempt == 0:
             retry = prompt("synthesis", "retry", lang).render(
                 problems="\n".join(f"- {p}" for p in problems)
@@ -302,7 +311,7 @@ def compose(
             messages += [Message("assistant", answer.model_dump_json()), Message("user", retry)]
     # Fewer actions than asked (the others cited nothing they are made of) beat no draft.
     if best is not None and best.actions:
-        return best
+        return best.model_copy(update={"label_tried": asked})
     raise ModelOutputInvalid(
         "The model's draft synthesis failed its checks twice (its actions did not cite the "
         "consultants' ideas). Nothing was lost: the themes are there; retry.",
@@ -337,6 +346,17 @@ def update_of(
     return new
 
 
+def _update_labels(found: Inputs, unlabelled: Sequence[int], new: Sequence[IdeaView]) -> list[int]:
+    """The themes an update labels: those holding a new idea, the largest first, at most
+    UPDATE_LABELS (each label is 10-15 tokens to write, the update's slow part in French; the
+    others keep their key words until a whole draft)."""
+    fresh = {i.id for i in new}
+    size = {t.number: len(t.ideas) for t in found.ideas.themes}
+    holding = {t.number for t in found.ideas.themes if any(i.id in fresh for i in t.ideas)}
+    chosen = sorted((n for n in unlabelled if n in holding), key=lambda n: (-size[n], n))
+    return sorted(chosen[:UPDATE_LABELS])
+
+
 def compose_update(
     gateway: LLMGateway,
     group: GroupRef,
@@ -353,8 +373,8 @@ def compose_update(
     after phase 4 ends). The prompt starts like a full run's, so the server's prefix cache
     serves all but the new ideas and this short task. An action citing none of the new ideas,
     or repeating one of the draft's, is dropped; no retry (what the draft holds stands)."""
-    unlabelled = _unlabelled(found, previous.label_tried)
     refs = {i.id: i.ref for i in found.all_ideas}
+    unlabelled = _update_labels(found, _unlabelled(found, previous.label_tried), new)
     task = prompt("synthesis", "update", found.language).render(
         new=", ".join(refs[i.id] for i in new),
         themes=_to_label(found, unlabelled),
@@ -372,6 +392,7 @@ def compose_update(
             a for a in added.actions if not any(plan.alike(support.vector(a), b) for b in before)
         ]
     return StoredDraft(
+        label_tried=_asked(found, unlabelled),
         labels={**{k: v for k, v in previous.labels.items() if k in themes}, **added.labels},
         questions=previous.questions,
         actions=[

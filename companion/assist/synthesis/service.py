@@ -132,14 +132,16 @@ def plan_support(
     )
 
 
-def tried_labels(previous: StoredDraft | None, found: Inputs) -> dict[str, str]:
-    """Every theme the model has now been asked to label, with its basis (the run asked for
-    all the unlabelled ones not tried before on the same ideas)."""
+def tried_labels(
+    previous: StoredDraft | None, found: Inputs, asked: Mapping[str, str]
+) -> dict[str, str]:
+    """Every theme the model has now been asked to label, with its basis: those this run
+    `asked` (drafting sets them in the draft's label_tried) and those asked before on the same
+    ideas."""
     now = drafting.theme_basis(found)
     before = previous.label_tried if previous is not None else {}
     kept = {t: b for t, b in before.items() if now.get(t) == b}
-    asked = {t.id: now[t.id] for t in found.ideas.themes if t.label_source not in ideas.KEPT_LABELS}
-    return {**asked, **kept}
+    return {**kept, **asked}
 
 
 def make_draft(
@@ -203,7 +205,7 @@ def make_draft(
             draft = draft.model_copy(
                 update={
                     "labels": fitting_labels(found, draft, vectors, embed),
-                    "label_tried": tried_labels(previous, found),
+                    "label_tried": tried_labels(previous, found, draft.label_tried),
                     "made_from": every,
                     "full_from": full_from,
                     "contract_id": found.contract_id,
