@@ -604,13 +604,18 @@ def _update(refs: list[str]) -> str:
     return json.dumps({"labels": [], "actions": [action]}, ensure_ascii=False)
 
 
-def test_a_draft_of_many_ideas_is_updated_with_the_last_ones(assisted, model):
-    circle = _ready(assisted)
-    client = circle.client[1]
+def _drafted_in_full(api: Api, model) -> tuple[Circle, dict]:
+    """A session of nine ideas whose draft was made in full (two actions, I1 and I2)."""
+    circle = _ready(api)
     for n, text in enumerate(MORE_IDEAS):
         _note(circle, circle.consultants[n % 3], text)
     model.reply(_draft([["I1"], ["I2"]]))
-    full = assisted.ok("POST", circle.path("/synthesis"), client)
+    return circle, api.ok("POST", circle.path("/synthesis"), circle.client[1])
+
+
+def test_a_draft_of_many_ideas_is_updated_with_the_last_ones(assisted, model):
+    circle, full = _drafted_in_full(assisted, model)
+    client = circle.client[1]
     assert sum(len(t["ideas"]) for t in full["themes"]) == 9
 
     _note(circle, circle.consultants[0], "Tu pourrais aussi automatiser l'export des chiffres.")
@@ -651,12 +656,8 @@ LATE_IDEAS = (
 def test_once_phase_4_has_ended_more_late_ideas_are_added_by_an_update(assisted, model, ended):
     """Four ideas after a full run of nine are too many for an update while the phase runs (a
     whole draft is worth its time then), not once it has ended and the client waits."""
-    circle = _ready(assisted)
+    circle, full = _drafted_in_full(assisted, model)
     client = circle.client[1]
-    for n, text in enumerate(MORE_IDEAS):
-        _note(circle, circle.consultants[n % 3], text)
-    model.reply(_draft([["I1"], ["I2"]]))
-    full = assisted.ok("POST", circle.path("/synthesis"), client)
     for n, text in enumerate(LATE_IDEAS):
         _note(circle, circle.consultants[n % 3], text)
     if ended:
