@@ -132,9 +132,10 @@ def _match(gold: tuple[int, int, str], found: list[tuple[int, int, str]]) -> str
     return best if cover * 2 >= end - start else None
 
 
-def _say(api: Api, circle: Circle, token: str, text: str) -> None:
-    """A note of the running phase by whoever holds `token`."""
-    api.ok("POST", circle.path("/notes"), token, json={"body": text})
+def _say(api: Api, circle: Circle, token: str, text: str) -> dict[str, Any]:
+    """A note of the running phase by whoever holds `token`, as stored."""
+    note: dict[str, Any] = api.ok("POST", circle.path("/notes"), token, json={"body": text})
+    return note
 
 
 def _circle(api: Api, language: Language, consultants: int) -> Circle:
@@ -399,7 +400,7 @@ def _from_nowhere(candidate: str, said: list[str], language: Language) -> list[s
         for w in map(content_word, words(candidate))
         if len(w) >= 4
         and w not in rule.stopwords
-        and w not in rule.request_words
+        and contract._stem(w) not in rule.request_words  # held as stems
         and w[:4] not in known
     ]
 
@@ -407,7 +408,8 @@ def _from_nowhere(candidate: str, said: list[str], language: Language) -> list[s
 def eval_contract_heldout(settings: Settings) -> None:
     """Contract drafts on the held-out consultations, through the API as in the room: the
     client's exposé a note of phase 1, the clarifying questions notes of phase 2 by their
-    consultants, POST .../contract/drafts in phase 3. Counted on what the client is shown
+    consultants and reviewed by the model (as the background runner does during phase 2),
+    POST .../contract/drafts in phase 3. Counted on what the client is shown
     (and, apart, on what the checks rejected): candidates that build in a labelled solution (a
     consultant's proposal or what the client tried, `solutions`), and candidates with a
     content word said nowhere in phases 1-3. Only figures and the words said nowhere print
@@ -428,6 +430,9 @@ def eval_contract_heldout(settings: Settings) -> None:
                 circle.phase("clarification", "start")
                 for q in case["clarification"]:
                     _say(api, circle, who[q["speaker"]][1], q["text"])
+                # What the background runner does while phase 2 runs: the model reviews the
+                # questions no cue decided, so the advice it finds counts as a solution.
+                api.call("POST", circle.path("/clarity/review"), circle.facilitator[1])
                 circle.phase("clarification", "end")
                 circle.phase("contract", "start")
                 t = time.monotonic()
