@@ -45,7 +45,7 @@ from companion.config import Settings
 from companion.memory.embeddings import make_embedder
 from companion.method.phases import Language
 from companion.store.models import ModelCall
-from companion.text import content_word, words
+from companion.text import words
 from tests.world import Api, Circle
 
 HERE = Path(__file__).parent
@@ -327,10 +327,10 @@ def eval_steady(
         f"background runner every {settings.assist.poll_s:g} s)"
     )
     limit_s = 600.0
-    told = logging.StreamHandler(sys.stdout)  # which runs were updates, which whole drafts
-    told.setFormatter(logging.Formatter("      %(message)s"))
+    handler = logging.StreamHandler(sys.stdout)  # which runs were updates, which whole drafts
+    handler.setFormatter(logging.Formatter("      %(message)s"))
     runs_log = logging.getLogger("companion.assist.synthesis")
-    runs_log.addHandler(told)
+    runs_log.addHandler(handler)
     runs_log.setLevel(logging.INFO)
     with TestClient(create_app(settings)) as client:
         api = Api.bootstrap(client, settings)
@@ -384,24 +384,22 @@ def eval_steady(
 
 
 def _solution_in(candidate: str, solution: list[str]) -> bool:
-    """Whether the candidate holds every word of a labelled solution (compared on their first
-    five letters: "médiation" in "médiateur")."""
-    held = {w[:5] for w in map(content_word, words(candidate))}
-    return all(content_word(w)[:5] in held for w in solution)
+    """Whether the candidate holds every word of a labelled solution (compared as the contract
+    checks compare words: "médiation" in "médiateur")."""
+    held = {contract._stem(w) for w in words(candidate)}
+    return all(contract._stem(w) in held for w in solution)
 
 
 def _from_nowhere(candidate: str, said: list[str], language: Language) -> list[str]:
     """The candidate's content words whose first four letters no word of phases 1-3 has (the
-    verbs any request may use, `request_words`, aside)."""
-    rule = contract.rules(language)
-    known = {w[:4] for text in said for w in map(content_word, words(text))}
+    verbs any request may use, `request_words`, aside): the contract checks' own rule, applied
+    to what the client is shown."""
+    known = contract.said_in(said, [], [], language).prefixes
+    request = contract.rules(language).request_words
     return [
         w
-        for w in map(content_word, words(candidate))
-        if len(w) >= 4
-        and w not in rule.stopwords
-        and contract._stem(w) not in rule.request_words  # held as stems
-        and w[:4] not in known
+        for w in contract._content(candidate, language)
+        if w[:4] not in known and contract._stem(w) not in request
     ]
 
 

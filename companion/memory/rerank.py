@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
-from companion.method.phases import Language
+from companion.memory.schemas import MemoryKind
+from companion.method.phases import Language, Phase
 from companion.prompts import data
 from companion.text import content_word, words
 
@@ -52,7 +53,7 @@ def asks_something(body: str, *, kind: str, phase: str) -> bool:
     """Whether a memory is a question rather than something said about the problem: a note of
     the clarifying questions (phase 2 is questions, by the method), a contract (a request to
     the group), or any text ending with "?"."""
-    if kind == "contract" or (kind == "note" and phase == "clarification"):
+    if kind == MemoryKind.contract or (kind == MemoryKind.note and phase == Phase.clarification):
         return True
     return body.rstrip().endswith("?")
 
