@@ -43,16 +43,22 @@ def app_state(request: HTTPConnection) -> AppState:
     return state
 
 
+async def _app_state(request: HTTPConnection) -> AppState:
+    return app_state(request)
+
+
 # What the application's lifespan made (api/main.py); routes take them as dependencies so
-# that none reaches into request.app.state itself.
-AppStateDep = Annotated[AppState, Depends(app_state)]
+# that none reaches into request.app.state itself. The dependencies that only look something
+# up are `async`: FastAPI runs a plain `def` one in the thread pool, a hop per dependency that
+# a busy request pays several times over.
+AppStateDep = Annotated[AppState, Depends(_app_state)]
 
 # A page of a list: a bounded offset, so a huge one is a 422, not an overflow in the database.
 Limit = Annotated[int, Query(ge=1, le=1000, description="How many rows, 1-1000.")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Rows skipped, 0-10^9.")]
 
 
-def get_assist(request: Request) -> AssistRunner:
+async def get_assist(request: Request) -> AssistRunner:
     assist: AssistRunner = request.app.state.assist
     return assist
 
@@ -60,7 +66,7 @@ def get_assist(request: Request) -> AssistRunner:
 AssistDep = Annotated[AssistRunner, Depends(get_assist)]
 
 
-def get_speech(request: HTTPConnection) -> TranscriptionService:
+async def get_speech(request: HTTPConnection) -> TranscriptionService:
     speech: TranscriptionService = request.app.state.transcription
     return speech
 
@@ -68,7 +74,8 @@ def get_speech(request: HTTPConnection) -> TranscriptionService:
 SpeechDep = Annotated[TranscriptionService, Depends(get_speech)]
 
 
-def get_memory(request: Request) -> Memory:
+def memory_of(request: Request) -> Memory:
+    """The running memory, or why there is none."""
     memory: Memory | None = getattr(request.app.state, "memory", None)
     if memory is None:
         if not app_state(request).settings.memory.enabled:
@@ -77,10 +84,14 @@ def get_memory(request: Request) -> Memory:
     return memory
 
 
+async def get_memory(request: Request) -> Memory:
+    return memory_of(request)
+
+
 MemoryDep = Annotated[Memory, Depends(get_memory)]
 
 
-def find_memory(request: Request) -> Memory | None:
+async def find_memory(request: Request) -> Memory | None:
     """The memory, or None when it is off or not running (for what only reports on it)."""
     memory: Memory | None = getattr(request.app.state, "memory", None)
     return memory
@@ -103,7 +114,7 @@ def get_db(request: Request) -> Iterator[Session]:
 DbSession = Annotated[Session, Depends(get_db, scope="function")]
 
 
-def get_keys(request: Request, db: DbSession) -> Keyring:
+async def get_keys(request: Request, db: DbSession) -> Keyring:
     return Keyring(db, app_state(request).master)
 
 
@@ -180,7 +191,7 @@ def current_user(
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
-def admin_user(user: CurrentUser) -> User:
+async def admin_user(user: CurrentUser) -> User:
     if not user.is_admin:
         raise Forbidden("This needs an administrator account.")
     return user

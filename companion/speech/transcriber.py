@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
+import wave
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, Protocol
@@ -58,6 +59,27 @@ class Transcriber(Protocol):
 
 class AudioUndecodable(Exception):
     """The recording could not be decoded; the message says why, in words for a user."""
+
+
+def pcm_samples(audio: str | BinaryIO, rate: int) -> np.ndarray | str | BinaryIO:
+    """A 16-bit mono WAV at `rate` (what live mode hands over) read as float samples here;
+    anything else as it was, for faster-whisper to decode.
+
+    faster-whisper's own decoding ends with a full garbage collection (against a leak of its
+    resampler): in a service holding models and caches that stops every thread for tens to
+    hundreds of milliseconds, and live mode decodes a window every few seconds per stream."""
+    if isinstance(audio, str) or not audio.seekable():
+        return audio
+    start = audio.tell()
+    try:
+        with wave.open(audio, "rb") as w:
+            if (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, rate):
+                pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+                return pcm.astype(np.float32) / 32768.0
+    except (wave.Error, EOFError):
+        pass  # not a WAV of that kind: faster-whisper decodes it
+    audio.seek(start)
+    return audio
 
 
 def _norm(text: str) -> str:
@@ -145,7 +167,7 @@ class WhisperTranscriber:
             return
         try:
             raw, _info = model.transcribe(  # type: ignore[attr-defined]
-                audio,
+                pcm_samples(audio, model.feature_extractor.sampling_rate),  # type: ignore[attr-defined]
                 language=language,
                 task="transcribe",
                 compression_ratio_threshold=2.4,
@@ -175,13 +197,15 @@ def _draft(model: Any, audio: str | BinaryIO, language: str) -> Iterator[Segment
     from faster_whisper.transcribe import get_suppressed_tokens  # type: ignore[import-untyped]
     from faster_whisper.vad import VadOptions, get_speech_timestamps  # type: ignore[import-untyped]
 
+    rate = model.feature_extractor.sampling_rate
     try:
-        samples = decode_audio(audio, sampling_rate=model.feature_extractor.sampling_rate)
+        samples = pcm_samples(audio, rate)
+        if not isinstance(samples, np.ndarray):
+            samples = decode_audio(samples, sampling_rate=rate)
     except Exception as exc:
         raise AudioUndecodable(f"The recording could not be decoded ({exc}).") from exc
     if not get_speech_timestamps(samples, VadOptions()):
         return
-    rate = model.feature_extractor.sampling_rate
     seconds = samples.size / rate
     padded = np.concatenate([samples, np.zeros(round(DRAFT_PAD_S * rate), np.float32)])
     features = model.feature_extractor(padded)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from api.deps import DbSession, GroupMember, KeysDep, get_memory
+from api.deps import DbSession, GroupMember, KeysDep, memory_of
 from api.web.deps import Viewer
 from api.web.render import language, render
 from companion.assist import followup
@@ -36,7 +36,7 @@ def _search(
 
     The memory is looked up here, not declared as `MemoryDep`: the page shows without it."""
     try:
-        memory = get_memory(request)
+        memory = memory_of(request)
         found = memory.search(db, keys, group_id=group_id, query=q, filters=Filters(), limit=10)
     except DomainError as exc:
         return {"query": q, "hits": None, "problem": str(exc)}
