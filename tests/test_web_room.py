@@ -57,3 +57,45 @@ def test_the_room_speaks_the_group_language(api: Api) -> None:
     assert page.status_code == 200
     assert "Bérénice&#39;s session" in page.text
     assert 'lang="en"' in page.text
+
+
+def test_the_transcript_panel_is_shared_and_follows_each_change(api: Api) -> None:
+    """One rendering for everyone who may correct it, made again when the transcript moves."""
+    circle = Circle.create(api)
+    circle.advance_to("presentation")
+    circle.recorded("presentation", ["Je n'arrive pas à déléguer."], uploaded_by=circle.client[0])
+    consultant = api.browser(circle.consultants[0][0])[0]
+    client = api.browser(circle.client[0])[0]
+    first = consultant.get(_room(circle, "/panels/transcript"))
+    assert first.status_code == 200
+    assert "Je n&#39;arrive pas à déléguer." in first.text
+    assert first.text.count("seg-edit") == 1  # participants may correct it
+    assert client.get(_room(circle, "/panels/transcript")).text == first.text
+
+    [segment] = api.ok("GET", circle.path("/transcript"), circle.client[1])["segments"]
+    api.ok(
+        "PATCH",
+        circle.path(f"/transcript/segments/{segment['id']}"),
+        circle.client[1],
+        json={"text": "Je n'arrive pas à déléguer le reporting."},
+    )
+    assert "déléguer le reporting." in consultant.get(_room(circle, "/panels/transcript")).text
+    circle.recorded(
+        "presentation", ["Mon équipe attend mes décisions."], uploaded_by=circle.client[0]
+    )
+    again = client.get(_room(circle, "/panels/transcript")).text
+    assert "Mon équipe attend mes décisions." in again
+    assert again.count("seg-edit") == 2
+
+    circle.phase("presentation", "end")
+    circle.phase("clarification", "start")  # then to the end of the last phase: closed
+    circle.phase("clarification", "end")
+    circle.phase("contract", "start")
+    api.ok("PUT", circle.path("/contract"), circle.client[1], json={"text": "Comment déléguer ?"})
+    circle.phase("contract", "end")
+    for phase in ("consultation", "synthesis", "learning"):
+        circle.phase(phase, "start")
+        circle.phase(phase, "end")
+    closed = client.get(_room(circle, "/panels/transcript")).text
+    assert "Mon équipe attend mes décisions." in closed
+    assert "seg-edit" not in closed  # a closed session's transcript stands as it is

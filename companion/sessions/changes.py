@@ -161,6 +161,11 @@ def _said(db: Session, sid: str) -> tuple[str, str, str]:
     return segments, transcript, notes
 
 
+def transcript_fingerprint(db: Session, session_id: str) -> str:
+    """The fingerprint of everything the transcript panel shows (the `transcript` topic)."""
+    return _said(db, session_id)[1]
+
+
 def said(db: Session, session_id: str) -> str:
     """One fingerprint of everything said in the session (notes, transcripts, provisional
     text): what the ideas are made from."""

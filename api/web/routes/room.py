@@ -37,9 +37,9 @@ from companion.assist.ideas import service as ideas_service
 from companion.assist.synthesis.schemas import SynthesisView
 from companion.errors import Conflict, NotFound
 from companion.method.phases import Language, Phase
-from companion.sessions import content
+from companion.sessions import changes, content
 from companion.sessions import service as sessions
-from companion.sessions.schemas import SessionView
+from companion.sessions.schemas import SessionStatus, SessionView
 from companion.speech import transcript as transcripts
 
 router = APIRouter(include_in_schema=False)
@@ -117,8 +117,19 @@ def work_panel(ctx: SessionMember, request: Request, db: DbSession, keys: KeysDe
 def transcript_panel(
     ctx: SessionMember, request: Request, db: DbSession, keys: KeysDep
 ) -> Response:
-    found = transcripts.transcript(db, keys, ctx.session, None)
-    return _page(request, "partials/room_transcript.html", db, keys, ctx, transcript=found)
+    """The session's transcript; everyone who may correct it sees the same, as do the others.
+    Rendered once per change for them all: each live pass reloads it on every page at once."""
+    session = ctx.session
+    correctable = _role(db, ctx) != "member" and sessions.status(session) != SessionStatus.closed
+    key = f"{session.id}|{correctable}|{changes.transcript_fingerprint(db, session.id)}"
+
+    def values() -> dict[str, object]:
+        found = transcripts.transcript(db, keys, session, None)
+        return {"transcript": found, "correctable": correctable, "base": _base(ctx)}
+
+    return render_shared(
+        request, "partials/room_transcript.html", key, values, group_language=ctx.group.language
+    )
 
 
 @router.get(ROOM + "/panels/notes", response_class=HTMLResponse)
