@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from companion.sessions import changes
+from companion.store.models import TranscriptionJob, utcnow
 from tests.world import Api, Circle
 
 
@@ -99,3 +101,32 @@ def test_the_transcript_panel_is_shared_and_follows_each_change(api: Api) -> Non
     closed = client.get(_room(circle, "/panels/transcript")).text
     assert "Mon équipe attend mes décisions." in closed
     assert "seg-edit" not in closed  # a closed session's transcript stands as it is
+
+
+def test_a_live_draft_moves_the_transcript_but_not_what_the_ideas_are_made_from(api: Api) -> None:
+    """A live stream's provisional text changes every few seconds and makes no idea: the ideas
+    are not refreshed for it (the runner and every reader of the ideas would be)."""
+    circle = Circle.create(api)
+    circle.consult_on("Comment puis-je déléguer le reporting à mon équipe ?")
+    consultant = circle.consultants[0][0]
+    job_id = circle.recorded("consultation", ["Tu pourrais confier le reporting."], consultant)
+    state = api.client.app.state.companion  # type: ignore[attr-defined]
+
+    def now() -> tuple[str, str]:
+        with state.sessions() as db:
+            sid = circle.session_id
+            return changes.transcript_fingerprint(db, sid), changes.said(db, sid)
+
+    transcript, said = now()
+    with state.sessions() as db, db.begin():
+        job = db.get(TranscriptionJob, job_id)
+        assert job is not None
+        job.provisional_at = utcnow()  # what a draft pass stamps
+    drafted = now()
+    assert drafted[0] != transcript  # open pages reload the transcript panel
+    assert drafted[1] == said  # the ideas stand
+    circle.recorded("consultation", ["Et un binôme pour le reporting ?"], consultant)
+    assert now()[1] != said
+    said = now()[1]
+    api.ok("POST", circle.path("/notes"), circle.consultants[1][1], json={"body": "Et Zoé ?"})
+    assert now()[1] != said

@@ -59,7 +59,7 @@ def fingerprints(db: Session, session_id: str) -> dict[str, str]:
     sid = session_id
     runs = db.execute(select(PhaseRun.phase, PhaseRun.ended_at).where(PhaseRun.session_id == sid))
     phase = _digest([(session.completed, session.running), *runs])
-    segments, transcript, notes = _said(db, sid)
+    segments, transcript, notes, _ = _said(db, sid)
     reviews = _digest(
         db.execute(
             select(func.count(), func.max(ClarityReview.updated_at)).where(
@@ -132,9 +132,10 @@ def fingerprints(db: Session, session_id: str) -> dict[str, str]:
     }
 
 
-def _said(db: Session, sid: str) -> tuple[str, str, str]:
+def _said(db: Session, sid: str) -> tuple[str, str, str, str]:
     """The fingerprints of the session's transcript segments, its transcript panel (the
-    segments, the recordings and their provisional text) and its notes."""
+    segments, the recordings and their provisional text), its notes, and what its ideas are
+    made from (notes and stored segments, not provisional text)."""
     segments = _digest(
         db.execute(
             select(func.count(), func.max(TranscriptSegment.updated_at)).where(
@@ -142,23 +143,22 @@ def _said(db: Session, sid: str) -> tuple[str, str, str]:
             )
         )
     )
-    # The panel also shows the live streams' provisional text, and how many recordings wait.
-    transcript = _digest(
-        [
-            (segments,),
-            *db.execute(
-                select(
-                    TranscriptionJob.id, TranscriptionJob.status, TranscriptionJob.provisional_at
-                )
-                .where(TranscriptionJob.session_id == sid)
-                .order_by(TranscriptionJob.id)
-            ),
-        ]
+    jobs = list(
+        db.execute(
+            select(TranscriptionJob.id, TranscriptionJob.status, TranscriptionJob.provisional_at)
+            .where(TranscriptionJob.session_id == sid)
+            .order_by(TranscriptionJob.id)
+        )
     )
+    # The panel also shows the live streams' provisional text, and how many recordings wait.
+    transcript = _digest([(segments,), *jobs])
     notes = _digest(
         db.execute(select(func.count(), func.max(Note.created_at)).where(Note.session_id == sid))
     )
-    return segments, transcript, notes
+    # An upload's segments count once its job is done; a draft, which changes every few
+    # seconds of a live stream, makes no idea.
+    ideas_from = _digest([(segments, notes), *((job.id, job.status) for job in jobs)])
+    return segments, transcript, notes, ideas_from
 
 
 def transcript_fingerprint(db: Session, session_id: str) -> str:
@@ -167,7 +167,6 @@ def transcript_fingerprint(db: Session, session_id: str) -> str:
 
 
 def said(db: Session, session_id: str) -> str:
-    """One fingerprint of everything said in the session (notes, transcripts, provisional
-    text): what the ideas are made from."""
-    _, transcript, notes = _said(db, session_id)
-    return _digest([(transcript, notes)])
+    """One fingerprint of what the session's ideas are made from: its notes and its stored
+    transcript segments (not the live streams' provisional text)."""
+    return _said(db, session_id)[3]
