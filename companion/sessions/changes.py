@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Row, func, or_, select
 from sqlalchemy.orm import Session
 
 from companion.method.phases import Phase
@@ -59,7 +60,8 @@ def fingerprints(db: Session, session_id: str) -> dict[str, str]:
     sid = session_id
     runs = db.execute(select(PhaseRun.phase, PhaseRun.ended_at).where(PhaseRun.session_id == sid))
     phase = _digest([(session.completed, session.running), *runs])
-    segments, transcript, notes, _ = _said(db, sid)
+    segments, jobs = _recorded(db, sid)
+    transcript, notes = _transcript(segments, jobs), _notes(db, sid)
     reviews = _digest(
         db.execute(
             select(func.count(), func.max(ClarityReview.updated_at)).where(
@@ -132,10 +134,13 @@ def fingerprints(db: Session, session_id: str) -> dict[str, str]:
     }
 
 
-def _said(db: Session, sid: str) -> tuple[str, str, str, str]:
-    """The fingerprints of the session's transcript segments, its transcript panel (the
-    segments, the recordings and their provisional text), its notes, and what its ideas are
-    made from (notes and stored segments, not provisional text)."""
+# A recording as the fingerprints read it: its id, status, and when its provisional text changed.
+Recording = Row[str, str, datetime | None]
+
+
+def _recorded(db: Session, sid: str) -> tuple[str, list[Recording]]:
+    """The fingerprint of the session's transcript segments, and its recordings (id, status,
+    when their provisional text last changed)."""
     segments = _digest(
         db.execute(
             select(func.count(), func.max(TranscriptSegment.updated_at)).where(
@@ -150,23 +155,28 @@ def _said(db: Session, sid: str) -> tuple[str, str, str, str]:
             .order_by(TranscriptionJob.id)
         )
     )
+    return segments, jobs
+
+
+def _transcript(segments: str, jobs: list[Recording]) -> str:
     # The panel also shows the live streams' provisional text, and how many recordings wait.
-    transcript = _digest([(segments,), *jobs])
-    notes = _digest(
+    return _digest([(segments,), *jobs])
+
+
+def _notes(db: Session, sid: str) -> str:
+    return _digest(
         db.execute(select(func.count(), func.max(Note.created_at)).where(Note.session_id == sid))
     )
-    # An upload's segments count once its job is done; a draft, which changes every few
-    # seconds of a live stream, makes no idea.
-    ideas_from = _digest([(segments, notes), *((job.id, job.status) for job in jobs)])
-    return segments, transcript, notes, ideas_from
 
 
 def transcript_fingerprint(db: Session, session_id: str) -> str:
     """The fingerprint of everything the transcript panel shows (the `transcript` topic)."""
-    return _said(db, session_id)[1]
+    return _transcript(*_recorded(db, session_id))
 
 
 def said(db: Session, session_id: str) -> str:
     """One fingerprint of what the session's ideas are made from: its notes and its stored
-    transcript segments (not the live streams' provisional text)."""
-    return _said(db, session_id)[3]
+    transcript segments. An upload's segments count once its job is done; the live streams'
+    provisional text, which changes every few seconds, makes no idea and is left out."""
+    segments, jobs = _recorded(db, session_id)
+    return _digest([(segments, _notes(db, session_id)), *((job.id, job.status) for job in jobs)])
