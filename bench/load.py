@@ -76,10 +76,13 @@ class Figures:
     # At the end of the warm-up: monotonic time, the service's and this process's CPU seconds.
     counted: tuple[float, float, float] = (0.0, 0.0, 0.0)
     stopped: float = 0.0  # when the people stopped (what was under way still ends)
+    trace: list[tuple[float, str, float]] = field(default_factory=list)  # (epoch, route, s)
 
     def timed(self, route: str, seconds: float) -> None:
-        if time.perf_counter() >= self.counting_from:
+        now = time.perf_counter()
+        if now >= self.counting_from:
             self.times[route].append(seconds)
+            self.trace.append((time.time(), route, seconds))
 
     def failed(self, route: str, why: str) -> None:
         self.errors[route].append(why)
@@ -400,6 +403,9 @@ def main() -> None:
     parser.add_argument("--no-live", action="store_true")
     parser.add_argument("--postgres", help="a PostgreSQL server URL; a fresh database on it")
     parser.add_argument("--model", action="store_true", help="leave the configured model on")
+    parser.add_argument(
+        "--trace", type=Path, help="write each timed request (end s, route, ms) to this file"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
@@ -426,6 +432,10 @@ def main() -> None:
             started, server_cpu, bench_cpu = figures.counted  # after the warm-up
             wall = figures.stopped - started
             report(figures, wall)
+            if args.trace:
+                args.trace.write_text(
+                    "".join(f"{t:.3f}\t{r}\t{s * 1000:.1f}\n" for t, r, s in figures.trace)
+                )
             log = (directory / "data" / "serve.log").read_text(errors="replace")
             errors = [line for line in log.splitlines() if line.startswith("ERROR")]
             kinds = {m.group(0) for m in re.finditer(r"^[\w.]+(Error|Exception)\b", log, re.M)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
@@ -33,6 +34,22 @@ class Recent(Generic[V]):
                 return None
             self._items.move_to_end(key)
             return found[1]
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, V]:
+        """`get` of each key (those found), under one hold of the lock."""
+        now = time.monotonic()
+        found: dict[str, V] = {}
+        with self._lock:
+            for key in keys:
+                item = self._items.get(key)
+                if item is None:
+                    continue
+                if self._max_age_s is not None and now - item[0] > self._max_age_s:
+                    del self._items[key]
+                    continue
+                self._items.move_to_end(key)
+                found[key] = item[1]
+        return found
 
     def add(self, key: str, value: V) -> None:
         with self._lock:

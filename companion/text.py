@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -156,10 +156,17 @@ def content_counts(
 ) -> tuple[Counter[str], dict[str, int]]:
     """How often each content word of `texts` comes (4 letters or more, not a stopword, not a
     number), and the order they first came in."""
+    return counts_of((map(content_word, words(text)) for text in texts), stopwords)
+
+
+def counts_of(
+    said: Iterable[Iterable[str]], stopwords: Collection[str]
+) -> tuple[Counter[str], dict[str, int]]:
+    """content_counts of texts already cut into words (each without its elided article)."""
     counts: Counter[str] = Counter()
     first: dict[str, int] = {}
-    for text in texts:
-        for word in map(content_word, words(text)):
+    for text in said:
+        for word in text:
             if len(word) >= 4 and word not in stopwords and not word.isdigit():
                 counts[word] += 1
                 first.setdefault(word, len(first))

@@ -191,6 +191,40 @@ def test_a_refresh_opens_only_the_turns_said_since_and_sees_what_others_changed(
     assert newest in opened[-1]
 
 
+def test_a_grown_session_opens_no_stored_idea_again_after_a_note(client, api, monkeypatch):
+    """The refresh, the key words and the view read every idea after each note: each idea's
+    text and vector are opened once in the process (opened.py), and what is shown from memory
+    is what the database holds."""
+    from companion.assist.ideas import opened, service
+    from companion.recent import Recent
+    from companion.store.keyring import Keyring
+
+    circle = _consultation(api)
+    anatole, zoe, kwame = circle.consultants
+    for who, body in ((anatole, DELEGATION), (zoe, MANAGEMENT), (kwame, REST)):
+        _note(circle, who, body)
+    _ideas(circle)
+    seen: list[str] = []
+    open_row = Keyring.open
+
+    def spied(self, scope, row, field):
+        seen.append(f"{row.__tablename__}.{field}")
+        return open_row(self, scope, row, field)
+
+    monkeypatch.setattr(Keyring, "open", spied)
+    _note(circle, zoe, "Et si tu demandais à Anatole ce qu'il aimerait prendre en charge ?")
+    remembered = _ideas(circle)
+    assert len(_all(remembered)) == 4
+    assert "ideas.text" not in seen  # the new idea was remembered as it was sealed
+
+    # Forgotten (another process, or ten minutes unused): opened from the database again.
+    monkeypatch.setattr(opened, "_opened", Recent(16))
+    monkeypatch.setattr(service, "_views", Recent(4))
+    monkeypatch.setattr(service, "_idea_views", Recent(16))
+    assert _ideas(circle) == remembered
+    assert seen.count("ideas.text") == 4
+
+
 def test_ideas_need_the_consultation(api):
     circle = Circle.create(api)
     circle.advance_to("contract")

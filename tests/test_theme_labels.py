@@ -1,5 +1,7 @@
 """A theme's label says what its own ideas hold (companion/assist/ideas/labels.py)."""
 
+from collections import Counter
+
 import numpy as np
 
 from companion.assist.ideas import labels
@@ -22,12 +24,16 @@ def test_a_label_is_kept_only_on_the_theme_it_is_closest_to():
 
 
 def test_key_words_leave_out_what_the_whole_consultation_says():
-    mine = ["Confie le reporting mensuel à ton équipe", "Ton équipe peut prendre le reporting"]
-    others = [
-        labels.theme_words(["Parle de ton équipe à ta directrice"]),
-        labels.theme_words(["Ton équipe te soutient, repose-toi"]),
+    themes = [
+        ["Confie le reporting mensuel à ton équipe", "Ton équipe peut prendre le reporting"],
+        ["Parle de ton équipe à ta directrice"],
+        ["Ton équipe te soutient, repose-toi"],
     ]
-    words = labels.distinctive_words(mine, others, frozenset({"ton", "le", "à"}), 2)
+    said = [[labels.tokens(text) for text in theme] for theme in themes]
+    spread = Counter(word for theme in said for word in labels.theme_words(theme))
+    assert spread["équipe"] == 3
+    assert spread["reporting"] == 1
+    words = labels.distinctive_words(said[0], spread, 3, frozenset({"ton", "le", "à"}), 2)
     assert words[0] == "reporting"
     assert "équipe" not in words  # every theme names the team
 

@@ -12,21 +12,28 @@ only this theme's ideas use.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
 from companion.assist.ideas.grouping import unit
-from companion.text import content_counts, content_word, words
+from companion.text import content_word, counts_of, words
+
+Tokens = tuple[str, ...]  # a text's words, each without its elided article or pronoun
 
 
-def closeness(vector: np.ndarray, members: Sequence[np.ndarray]) -> float:
+Members = Sequence[np.ndarray] | np.ndarray  # a theme's ideas' unit vectors, or them stacked
+
+
+def closeness(vector: np.ndarray, members: Members) -> float:
     """Mean cosine of a unit vector to a theme's ideas (unit vectors)."""
-    return float(np.mean(np.stack(members) @ vector)) if members else -1.0
+    if len(members) == 0:
+        return -1.0
+    stacked = members if isinstance(members, np.ndarray) else np.stack(members)
+    return float(np.mean(stacked @ vector))
 
 
-def closest(vector: np.ndarray, themes: Mapping[str, Sequence[np.ndarray]]) -> str | None:
+def closest(vector: np.ndarray, themes: Mapping[str, Members]) -> str | None:
     """The theme whose ideas `vector` is closest to on average; None on a tie or no theme."""
     scores = sorted(((closeness(vector, v), t) for t, v in themes.items()), reverse=True)
     if not scores or (len(scores) > 1 and scores[0][0] == scores[1][0]):
@@ -36,7 +43,7 @@ def closest(vector: np.ndarray, themes: Mapping[str, Sequence[np.ndarray]]) -> s
 
 def fitting(
     labels: Mapping[str, str],
-    themes: Mapping[str, Sequence[np.ndarray]],
+    themes: Mapping[str, Members],
     vectors: Sequence[Sequence[float]],
 ) -> dict[str, str]:
     """The `labels` (theme id -> label, with `vectors` their embeddings in the same order) that
@@ -51,27 +58,33 @@ def fitting(
     return kept
 
 
-def theme_words(texts: Sequence[str]) -> frozenset[str]:
-    """The words a theme's `texts` use, as distinctive_words compares them."""
-    return frozenset(content_word(w) for text in texts for w in words(text))
+def tokens(text: str) -> Tokens:
+    """A text's words as labels compare them, in order."""
+    return tuple(content_word(w) for w in words(text))
+
+
+def theme_words(said: Sequence[Tokens]) -> frozenset[str]:
+    """The words a theme's ideas use (each idea's `tokens`), as distinctive_words counts
+    themes by them."""
+    return frozenset(word for idea in said for word in idea)
 
 
 def distinctive_words(
-    texts: Sequence[str],
-    others: Sequence[Collection[str]],
+    said: Sequence[Tokens],
+    spread: Mapping[str, int],
+    themes: int,
     stopwords: Collection[str],
     limit: int,
 ) -> list[str]:
-    """The content words (4 letters or more, not a stopword, not a number) of a theme's
-    `texts`, ranked by how often they come in it and how few of the `others` themes use them
-    (each other theme given by its theme_words; tf-idf over the consultation's themes);
-    first-seen order breaks ties."""
-    counts, first = content_counts(texts, stopwords)
-    used_by = Counter(word for theme in others for word in theme if word in counts)
-    themes = len(others) + 1
+    """The content words (4 letters or more, not a stopword, not a number) of a theme's ideas
+    (each idea's `tokens`), ranked by how often they come in it and how few of the
+    consultation's other themes use them (`spread`: how many of all `themes` use each word,
+    this one among them, by theme_words; tf-idf over the themes); first-seen order breaks
+    ties."""
+    counts, first = counts_of(said, stopwords)
 
     def score(word: str) -> float:
-        return counts[word] * math.log((1 + themes) / (1 + used_by[word]))
+        return counts[word] * math.log((1 + themes) / spread.get(word, 1))
 
     ranked = sorted(counts, key=lambda w: (-score(w), first[w]))
     return ranked[:limit]
@@ -80,11 +93,12 @@ def distinctive_words(
 CENTRAL_WORDS = 8  # a label made of an idea keeps its first words
 
 
-def central(texts: Sequence[str], vectors: Sequence[np.ndarray]) -> str:
+def central(texts: Sequence[str], vectors: Members) -> str:
     """The first words of the idea closest on average to the theme's others (its own words:
     nothing reworded), or "" for an empty theme."""
     if not texts:
         return ""
-    best = int(np.argmax(np.stack(vectors) @ np.mean(np.stack(vectors), axis=0)))
+    stacked = vectors if isinstance(vectors, np.ndarray) else np.stack(vectors)
+    best = int(np.argmax(stacked @ np.mean(stacked, axis=0)))
     cut = texts[best].split()
     return " ".join(cut[:CENTRAL_WORDS]) + (" …" if len(cut) > CENTRAL_WORDS else "")

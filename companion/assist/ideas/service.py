@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from companion.assist import contract
-from companion.assist.ideas import grouping, labels
+from companion.assist.ideas import grouping, labels, opened
 from companion.assist.ideas.schemas import IdeasView, IdeaView, LabelSource, SourceKind, ThemeView
 from companion.assist.ideas.split import split
 from companion.assist.phase_texts import stamps_of, texts_of
@@ -151,18 +153,42 @@ def sources(
     return found
 
 
-def _vector(keys: Keyring, group_id: str, idea: Idea) -> np.ndarray:
-    raw = keys.get(group_id).open(idea.vector_sealed, Idea.__tablename__, idea.id, "vector")
-    return np.frombuffer(raw, dtype=np.float32)
-
-
 def vectors(db: Session, keys: Keyring, session: CodevSession) -> dict[str, np.ndarray]:
     """Every idea's unit vector (idea id -> vector), as the ideas were grouped with."""
-    rows = db.scalars(select(Idea).where(Idea.session_id == session.id))
-    return {r.id: _vector(keys, session.group_id, r) for r in rows}
+    ids = list(db.scalars(select(Idea.id).where(Idea.session_id == session.id)))
+    return {i: o.vector for i, o in _opened(db, keys, session.group_id, ids).items()}
 
 
-def basis(ideas: Sequence[Idea]) -> str:
+def _opened(
+    db: Session, keys: Keyring, group_id: str, ids: Collection[str]
+) -> dict[str, opened.Opened]:
+    """These ideas opened (idea id -> what it holds); only those not opened before are read."""
+    found = opened.known_of(group_id, ids)
+    missing = [i for i in ids if i not in found]
+    if missing:
+        for idea in db.scalars(select(Idea).where(Idea.id.in_(missing))):
+            found[idea.id] = opened.of(keys, group_id, idea)
+    return found
+
+
+class Placed(NamedTuple):
+    """A stored idea as a refresh and the key words read it: where it stands, not what it
+    says (opened.py keeps that). Read as columns: loading hundreds of entities after each
+    note was a large part of a refresh."""
+
+    id: str
+    theme_id: str
+    source_id: str
+    position: int
+    start: int
+    end: int
+
+
+def _placed(idea: Idea) -> Placed:
+    return Placed(idea.id, idea.theme_id, idea.source_id, idea.position, idea.start, idea.end)
+
+
+def basis(ideas: Sequence[Idea | Placed]) -> str:
     """A fingerprint of a set of ideas (ids only)."""
     return basis_of_ids([i.id for i in ideas])
 
@@ -171,18 +197,16 @@ def basis_of_ids(ids: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
 
 
-def _stored(db: Session, session_id: str) -> tuple[list[Theme], list[Idea]]:
+def _stored(db: Session, session_id: str) -> tuple[list[Theme], list[Placed]]:
     themes = list(
         db.scalars(select(Theme).where(Theme.session_id == session_id).order_by(Theme.number))
     )
-    ideas = list(
-        db.scalars(
-            select(Idea)
-            .where(Idea.session_id == session_id)
-            .order_by(Idea.created_at, Idea.source_id, Idea.position)
-        )
+    rows = db.execute(
+        select(Idea.id, Idea.theme_id, Idea.source_id, Idea.position, Idea.start, Idea.end)
+        .where(Idea.session_id == session_id)
+        .order_by(Idea.created_at, Idea.source_id, Idea.position)
     )
-    return themes, ideas
+    return themes, [Placed._make(row) for row in rows]
 
 
 # What each turn of a consultation was last cut into, in this process: (session, language) ->
@@ -192,7 +216,7 @@ def _stored(db: Session, session_id: str) -> tuple[list[Theme], list[Idea]]:
 _settled: Recent[dict[str, tuple[str, tuple[str, ...]]]] = Recent(64, max_age_s=600)
 
 
-def _ids(ideas: Sequence[Idea]) -> tuple[str, ...]:
+def _ids(ideas: Sequence[Placed]) -> tuple[str, ...]:
     return tuple(sorted(i.id for i in ideas))
 
 
@@ -203,7 +227,7 @@ def refresh(
     were added. The caller commits."""
     group_id = session.group_id
     themes, ideas = _stored(db, session.id)
-    by_source: dict[str, list[Idea]] = {}
+    by_source: dict[str, list[Placed]] = {}
     for idea in ideas:
         by_source.setdefault(idea.source_id, []).append(idea)
     stamps = stamps_of(db, session, Phase.consultation)
@@ -217,22 +241,25 @@ def refresh(
     wanted: list[tuple[Source, list[tuple[int, int, str]]]] = []
     # All of them (a first refresh in this process) is read without a list of ids.
     only = unsettled if len(unsettled) < len(stamps) else None
+    texts = _opened(
+        db, keys, group_id, [i.id for turn in only or by_source for i in by_source.get(turn, [])]
+    )
+    removed: set[str] = set()
     for source in sources(db, keys, session, only):
         kept.add(source.id)
         spans = [(s.start, s.end, s.text) for s in split(source.text, language)]
         have = sorted(by_source.get(source.id, []), key=lambda i: i.position)
-        if [(i.start, i.end, keys.open(group_id, i, "text")) for i in have] == spans:
+        if [(i.start, i.end, texts[i.id].text) for i in have] == spans:
             continue
-        for idea in have:  # the turn was corrected: its ideas are cut again
-            db.delete(idea)
+        removed.update(i.id for i in have)  # the turn was corrected: its ideas are cut again
         if spans:
             wanted.append((source, spans))
     # Turns no longer there (a recording transcribed again), or no longer a consultant's.
     for turn, gone in by_source.items():
         if turn not in kept:
-            for idea in gone:
-                db.delete(idea)
-    removed = {i.id for i in db.deleted if isinstance(i, Idea)}
+            removed.update(i.id for i in gone)
+    if removed:
+        db.execute(delete(Idea).where(Idea.id.in_(removed)))
     changed = bool(wanted or removed)
     db.flush()
     ideas = [i for i in ideas if i.id not in removed]
@@ -247,7 +274,7 @@ def refresh(
         label_with_words(db, keys, session, language, embed, stored=(themes, ideas))
     if changed:
         remember_themes(db, session, [t.id for t in themes], dropped)
-    now: dict[str, list[Idea]] = {}
+    now: dict[str, list[Placed]] = {}
     for idea in ideas:
         now.setdefault(idea.source_id, []).append(idea)
     _settled.add(memo, {turn: (stamp, _ids(now.get(turn, []))) for turn, stamp in stamps.items()})
@@ -280,26 +307,27 @@ def _place(
     *,
     session: CodevSession,
     themes: list[Theme],
-    ideas: list[Idea],
+    ideas: list[Placed],
     wanted: list[tuple[Source, list[tuple[int, int, str]]]],
     embed: Embed,
-) -> tuple[list[Theme], list[Idea]]:
+) -> tuple[list[Theme], list[Placed]]:
     """Embed the wanted turns' ideas and place each into a theme (a new one when none is
     close); the themes and ideas made."""
     group_id = session.group_id
     key = keys.get(group_id)
     made_themes: list[Theme] = []
-    made_ideas: list[Idea] = []
+    made_ideas: list[Placed] = []
     texts = [text for _, spans in wanted for _, _, text in spans]
     vectors = [grouping.unit(np.asarray(v, dtype=np.float32)) for v in embedded(embed, texts)]
     slots = {t.id: grouping.ThemeSlot(t.id) for t in themes}
     placed: list[np.ndarray] = []
     placed_ids: list[str] = []
-    for idea in ideas:
-        vector = _vector(keys, group_id, idea)
-        slots[idea.theme_id].vectors.append(vector)
+    known = _opened(db, keys, group_id, [i.id for i in ideas])
+    for stored in ideas:
+        vector = known[stored.id].vector
+        slots[stored.theme_id].vectors.append(vector)
         placed.append(vector)
-        placed_ids.append(idea.id)
+        placed_ids.append(stored.id)
     order = list(slots.values())
     number = max((t.number for t in themes), default=0)
     at = iter(vectors)
@@ -339,8 +367,9 @@ def _place(
             made += 1
             keys.seal(group_id, idea, "text", text)
             idea.vector_sealed = key.seal(vector.tobytes(), Idea.__tablename__, idea.id, "vector")
+            opened.remember(group_id, idea.id, text, vector)
             db.add(idea)
-            made_ideas.append(idea)
+            made_ideas.append(_placed(idea))
             slot.vectors.append(vector)
             placed.append(vector)
             placed_ids.append(idea.id)
@@ -365,7 +394,7 @@ def label_with_words(
     session: CodevSession,
     language: Language,
     embed: Embed,
-    stored: tuple[list[Theme], list[Idea]] | None = None,
+    stored: tuple[list[Theme], list[Placed]] | None = None,
 ) -> None:
     """Every theme gets a label at once from its ideas: its distinctive key words, else the
     words of its most central idea, whichever is closer to its own ideas than to any other
@@ -378,11 +407,16 @@ def label_with_words(
     if not stale:
         return
     group_id = session.group_id
-    of_theme: dict[str, list[Idea]] = {t.id: [] for t in themes}
+    of_theme: dict[str, list[Placed]] = {t.id: [] for t in themes}
     for idea in ideas:
         of_theme.setdefault(idea.theme_id, []).append(idea)
-    texts = {t.id: [keys.open(group_id, i, "text") for i in of_theme[t.id]] for t in themes}
-    members = {t.id: [_vector(keys, group_id, i) for i in of_theme[t.id]] for t in themes}
+    known = _opened(db, keys, group_id, [i.id for i in ideas])
+    said = {t.id: [known[i.id] for i in of_theme[t.id]] for t in themes}
+    texts = {theme_id: [o.text for o in ideas] for theme_id, ideas in said.items()}
+    members = {
+        theme_id: np.stack([o.vector for o in ideas]) if ideas else np.empty((0, 0))
+        for theme_id, ideas in said.items()
+    }
     fingerprints = {t.id: basis(of_theme[t.id]) for t in stale}
     current = {t.id: keys.open(group_id, t, "label") if t.label_sealed else None for t in stale}
     # A model's label stands until the model labels the theme again; key words, while the
@@ -391,12 +425,15 @@ def label_with_words(
         t.id: t.label_source == LabelSource.model or t.label_basis == fingerprints[t.id]
         for t in stale
     }
-    used = {theme_id: labels.theme_words(said) for theme_id, said in texts.items()}
+    # How many themes use each word: the "document frequency" of the key words' tf-idf.
+    spread = Counter(
+        word for ideas in said.values() for word in labels.theme_words([o.words for o in ideas])
+    )
+    stopwords = contract.rules(language).stopwords
     candidates: dict[str, list[str]] = {}
     for theme in stale:
-        others = [words for theme_id, words in used.items() if theme_id != theme.id]
         found = labels.distinctive_words(
-            texts[theme.id], others, contract.rules(language).stopwords, KEY_WORDS_PER_LABEL
+            [o.words for o in said[theme.id]], spread, len(themes), stopwords, KEY_WORDS_PER_LABEL
         )
         central = labels.central(texts[theme.id], members[theme.id])
         kept = (current[theme.id] or "") if same[theme.id] else ""
@@ -404,9 +441,9 @@ def label_with_words(
             dict.fromkeys(c for c in (kept, ", ".join(found), central) if c)
         )
     flat = [(theme_id, c) for theme_id, cs in candidates.items() for c in cs]
-    said = embedded(embed, [c for _, c in flat]) if flat else []
+    proposed = embedded(embed, [c for _, c in flat]) if flat else []
     fits: dict[str, str] = {}
-    for (theme_id, label), vector in zip(flat, said, strict=True):
+    for (theme_id, label), vector in zip(flat, proposed, strict=True):
         if theme_id not in fits and labels.fitting({theme_id: label}, members, [vector]):
             fits[theme_id] = label
     for theme in stale:
@@ -449,6 +486,8 @@ def set_label(
 # The ideas as last read, by session: every open page reloads them after each change, and
 # the assistance's runner reads them too; read and opened once per change of what they show.
 _views: Recent[tuple[str, IdeasView]] = Recent(64, max_age_s=120)
+# Each idea as last shown (views are frozen: one serves every view that shows it alike).
+_idea_views: Recent[IdeaView] = Recent(16_384, max_age_s=120)
 
 
 def _view_key(db: Session, keys: Keyring, session: CodevSession) -> str:
@@ -477,8 +516,9 @@ def _view_key(db: Session, keys: Keyring, session: CodevSession) -> str:
         )
     )
     h = hashlib.blake2b(digest_size=16)
-    for row in [*sorted(ideas), *sorted(themes), *segments]:
-        h.update(repr(tuple(row)).encode())
+    # As plain tuples: sorting rows compares them through Python, a large part of this once.
+    for row in [*sorted(map(tuple, ideas)), *sorted(map(tuple, themes)), *map(tuple, segments)]:
+        h.update(repr(row).encode())
     for author in sorted({row.author_id for row in ideas if row.author_id}):
         h.update(person(db, keys, author).name.encode())  # names: read once per process
     return h.hexdigest()
@@ -501,8 +541,29 @@ def keyed_view(db: Session, keys: Keyring, session: CodevSession) -> tuple[str, 
 
 
 def _view(db: Session, keys: Keyring, session: CodevSession) -> IdeasView:
-    themes, ideas = _stored(db, session.id)
     group_id = session.group_id
+    themes = list(
+        db.scalars(select(Theme).where(Theme.session_id == session.id).order_by(Theme.number))
+    )
+    # Columns, not entities: the texts come opened from memory (opened.py).
+    ideas = list(
+        db.execute(
+            select(
+                Idea.id,
+                Idea.theme_id,
+                Idea.source_kind,
+                Idea.source_id,
+                Idea.start,
+                Idea.end,
+                Idea.author_id,
+                Idea.duplicate_of,
+                Idea.created_at,
+            )
+            .where(Idea.session_id == session.id)
+            .order_by(Idea.created_at, Idea.source_id, Idea.position)
+        )
+    )
+    texts = _opened(db, keys, group_id, [i.id for i in ideas])
     # Only the segments ideas come from, and only their times and speaker (not their text).
     said = {i.source_id for i in ideas if i.source_kind == SourceKind.segment}
     times = {
@@ -510,18 +571,22 @@ def _view(db: Session, keys: Keyring, session: CodevSession) -> IdeasView:
         for s in db.scalars(select(TranscriptSegment).where(TranscriptSegment.id.in_(said)))
     }
     people: dict[str, Person] = {}
-    refs = {idea.id: f"I{n}" for n, idea in enumerate(ideas, start=1)}
     by_theme: dict[str, list[IdeaView]] = {t.id: [] for t in themes}
-    for idea in ideas:
+    for n, idea in enumerate(ideas, start=1):
         if idea.author_id and idea.author_id not in people:
             people[idea.author_id] = person(db, keys, idea.author_id)
+        author = people.get(idea.author_id) if idea.author_id else None
         start_s, end_s, speaker = times.get(idea.source_id, (None, None, None))
-        by_theme[idea.theme_id].append(
-            IdeaView(
+        # Everything it shows that can change under its id: most ideas show as they did.
+        name = author.name if author else None
+        shown = repr((idea.id, n, idea.duplicate_of, name, start_s, end_s, speaker))
+        made = _idea_views.get(shown)
+        if made is None:
+            made = IdeaView(
                 id=idea.id,
-                ref=refs[idea.id],
-                text=keys.open(group_id, idea, "text"),
-                author=people.get(idea.author_id) if idea.author_id else None,
+                ref=f"I{n}",
+                text=texts[idea.id].text,
+                author=author,
                 speaker=speaker,
                 source_kind=SourceKind(idea.source_kind),
                 source_id=idea.source_id,
@@ -531,7 +596,8 @@ def _view(db: Session, keys: Keyring, session: CodevSession) -> IdeasView:
                 end_s=end_s,
                 duplicate_of=idea.duplicate_of,
             )
-        )
+            _idea_views.add(shown, made)
+        by_theme[idea.theme_id].append(made)
     views = [
         ThemeView(
             id=t.id,
@@ -539,16 +605,15 @@ def _view(db: Session, keys: Keyring, session: CodevSession) -> IdeasView:
             label=keys.open(group_id, t, "label") if t.label_sealed else "",
             label_source=LabelSource(t.label_source or LabelSource.words),
             label_current=t.label_source == LabelSource.edited
-            or t.label_basis == basis([i for i in ideas if i.theme_id == t.id]),
+            or t.label_basis == basis_of_ids([i.id for i in by_theme[t.id]]),
             ideas=by_theme[t.id],
         )
         for t in themes
     ]
-    updated = db.scalar(select(func.max(Idea.created_at)).where(Idea.session_id == session.id))
     return IdeasView(
         session_id=session.id,
         themes=views,
         ideas=len(ideas),
         sources=len({i.source_id for i in ideas}),
-        updated_at=updated,
+        updated_at=max((i.created_at for i in ideas), default=None),
     )
