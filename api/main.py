@@ -51,6 +51,7 @@ from companion.assist.synthesis.runner import AssistRunner
 from companion.config import Settings, get_settings
 from companion.memory.service import Memory
 from companion.runtime import open_store
+from companion.speech import transcriber
 from companion.speech.queue import TranscriptionService
 
 API_PREFIX = "/api/v1"
@@ -138,6 +139,8 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
             assist.start()
         if freeze_heap:
             _freeze_heap(state)
+            if settings.speech.preload:
+                transcriber.preload(settings)
         try:
             yield
         finally:

@@ -142,6 +142,11 @@ class SpeechSettings(BaseModel):
     )
     cpu_threads: int = Field(default=2, ge=1, le=64, description="Threads per transcription.")
     beam_size: int = Field(default=5, ge=1, le=10, description="Beam search width.")
+    preload: bool = Field(
+        default=True,
+        description="`companion serve` loads the Whisper models in the background at start "
+        "(else on the first recording, which then waits for them).",
+    )
     redis_url: str | None = Field(
         default=None,
         description="Redis for the transcription queue (redis://host:6379/0); default: an "

@@ -75,3 +75,28 @@ def test_transcription_threads_run_behind_the_requests():
     assert seen == {"own": os.SCHED_IDLE, "started": os.SCHED_IDLE}
     # The thread that asked is untouched: requests keep the normal policy.
     assert os.sched_getscheduler(threading.get_native_id()) == os.SCHED_OTHER
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread policy: Linux")
+def test_serve_loads_both_models_at_start_behind_the_requests(tmp_path_factory, monkeypatch):
+    from companion.config import Settings
+    from companion.speech import transcriber
+
+    loaded: list[tuple[int, int]] = []
+    load = transcriber._load
+
+    def spied(spec):  # the model's worker threads start here: they inherit this policy
+        loaded.append((spec.cpu_threads, os.sched_getscheduler(threading.get_native_id())))
+        return load(spec)
+
+    monkeypatch.setattr(transcriber, "_load", spied)
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("data"), speech_cache_dir=tmp_path_factory.mktemp("m")
+    )
+    thread = transcriber.preload(settings)
+    thread.join(120)
+    assert not thread.is_alive()
+    assert loaded == [
+        (settings.speech.cpu_threads, os.SCHED_IDLE),
+        (transcriber.DRAFT_THREADS, os.SCHED_IDLE),
+    ]

@@ -63,6 +63,7 @@ from companion.speech.schemas import JobKind, JobStatus
 from companion.speech.stitch import Draft, Stitcher
 from companion.speech.stream import RATE, Decoder, StreamBroken
 from companion.speech.transcriber import (
+    DRAFT_THREADS,
     ConfiguredWhisper,
     Segment,
     Transcriber,
@@ -88,7 +89,6 @@ DRAFT_DUTY = 1.0  # ...and at least this many times the wall time the last draft
 MIN_DRAFT_S = 1.0  # less audio not final than this is not worth a draft
 BACKLOG_S = 1.5  # audio this far ahead of the pace it is said: no draft
 ARRIVALS_S = 10.0  # the frames of this many last seconds tell the pace
-DRAFT_THREADS = 1  # the drafts' model: one core, beside the passes' (speech_cpu_threads)
 
 
 class _Finals:

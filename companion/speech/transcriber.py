@@ -9,6 +9,8 @@ that still get through.
 
 from __future__ import annotations
 
+import io
+import logging
 import re
 import threading
 import wave
@@ -19,7 +21,10 @@ from typing import Any, BinaryIO, Protocol
 import numpy as np
 
 from companion.config import Settings
-from companion.speech.model import ModelSpec, resolve
+from companion.speech.model import ModelSpec, ModelUnavailable, resolve
+from companion.speech.priority import lower_this_thread
+
+log = logging.getLogger(__name__)
 
 LOOP_RUN = 3  # the same text this many times in a row is a decoding loop, not speech
 WHISPER_FRAMES = 3000  # 30 s of features: the longest input of Whisper's encoder
@@ -28,6 +33,7 @@ DRAFT_TOKENS_PER_S = 10  # a draft's longest text: twice and more the pace of sp
 # A window that fails the guards is decoded once more, warmer: faster-whisper's six steps
 # (0.0 to 1.0) made poorly heard French take 0.76 of its length (issue 13); two bound it.
 FALLBACK_TEMPERATURES = (0.0, 0.4)
+DRAFT_THREADS = 1  # live drafts' model: one core, beside the passes' (speech_cpu_threads)
 
 
 @dataclass(frozen=True)
@@ -251,3 +257,44 @@ class ConfiguredWhisper:
                     spec = replace(spec, cpu_threads=self.threads)
                 self._inner = WhisperTranscriber(spec, greedy=self.greedy)
         return self._inner.transcribe(audio, language, words=words, vad=vad)
+
+
+def _silence(seconds: float, rate: int = 16000) -> io.BytesIO:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\0\0" * round(seconds * rate))
+    out.seek(0)
+    return out
+
+
+def preload(settings: Settings) -> threading.Thread:
+    """Load the passes' and the drafts' models in a thread behind the requests, and run each
+    once, so that the first recording of the day does not load them while pages are served.
+
+    Measured under bench/load.py with live audio: the first pass of the first stream loaded
+    its model (and the voice detector, and their libraries) for 1-1.5 s, during which every
+    open page's requests took up to 1.4 s. The thread is lowered before it loads anything:
+    the model's own worker threads are started by it and inherit its rank."""
+
+    def load() -> None:
+        lower_this_thread()
+        try:
+            spec = resolve(settings)
+            for transcriber in (
+                WhisperTranscriber(spec),
+                WhisperTranscriber(replace(spec, cpu_threads=DRAFT_THREADS), greedy=True),
+            ):
+                # Without voice detection the passes' model decodes once; with it (the
+                # drafts), the detector is loaded and finds nothing to decode.
+                list(transcriber.transcribe(_silence(1.0), "en", vad=transcriber.greedy))
+        except (ModelUnavailable, AudioUndecodable, ImportError, RuntimeError) as exc:
+            log.warning("The Whisper models were not loaded in advance: %s", exc)
+        else:
+            log.info("Whisper models loaded (%s).", spec.name)
+
+    thread = threading.Thread(target=load, name="speech-preload", daemon=True)
+    thread.start()
+    return thread
