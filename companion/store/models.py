@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -350,7 +351,11 @@ class Idea(Base):
     reworded, with its sealed embedding (vectors of confidential text are content too)."""
 
     __tablename__ = "ideas"
-    __table_args__ = (UniqueConstraint("source_id", "position"),)
+    __table_args__ = (
+        UniqueConstraint("source_id", "position"),
+        # What the ideas view's key reads at every reload, from the index alone (0013).
+        Index("ix_ideas_view_key", "session_id", "id", "theme_id", "duplicate_of", "author_id"),
+    )
     id: Mapped[str] = _id()
     session_id: Mapped[str] = _session_fk()
     source_kind: Mapped[str] = mapped_column(String(10))  # note | segment
