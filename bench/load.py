@@ -79,8 +79,7 @@ class Figures:
     trace: list[tuple[float, str, float]] = field(default_factory=list)  # (epoch, route, s)
 
     def timed(self, route: str, seconds: float) -> None:
-        now = time.perf_counter()
-        if now >= self.counting_from:
+        if time.perf_counter() >= self.counting_from:
             self.times[route].append(seconds)
             self.trace.append((time.time(), route, seconds))
 

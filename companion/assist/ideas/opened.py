@@ -55,11 +55,11 @@ def known_of(group_id: str, ids: Iterable[str]) -> dict[str, Opened]:
     return {i: o for i, o in _opened.get_many(ids).items() if o.group_id == group_id}
 
 
-def of(keys: Keyring, group_id: str, idea: Idea) -> Opened:
-    """The idea opened: from memory when it was opened before."""
-    found = known(group_id, idea.id)
-    if found is not None:
-        return found
-    text = keys.open(group_id, idea, "text")
-    raw = keys.get(group_id).open(idea.vector_sealed, Idea.__tablename__, idea.id, "vector")
-    return remember(group_id, idea.id, text, np.frombuffer(raw, dtype=np.float32))
+def of_rows(keys: Keyring, group_id: str, ideas: Iterable[Idea]) -> dict[str, Opened]:
+    """These stored ideas opened from their sealed columns (the caller found them unknown)."""
+    found = {}
+    for idea in ideas:
+        text = keys.open(group_id, idea, "text")
+        raw = keys.get(group_id).open(idea.vector_sealed, Idea.__tablename__, idea.id, "vector")
+        found[idea.id] = remember(group_id, idea.id, text, np.frombuffer(raw, dtype=np.float32))
+    return found

@@ -166,8 +166,8 @@ def _opened(
     found = opened.known_of(group_id, ids)
     missing = [i for i in ids if i not in found]
     if missing:
-        for idea in db.scalars(select(Idea).where(Idea.id.in_(missing))):
-            found[idea.id] = opened.of(keys, group_id, idea)
+        rows = db.scalars(select(Idea).where(Idea.id.in_(missing)))
+        found.update(opened.of_rows(keys, group_id, rows))
     return found
 
 
@@ -412,10 +412,10 @@ def label_with_words(
         of_theme.setdefault(idea.theme_id, []).append(idea)
     known = _opened(db, keys, group_id, [i.id for i in ideas])
     said = {t.id: [known[i.id] for i in of_theme[t.id]] for t in themes}
-    texts = {theme_id: [o.text for o in ideas] for theme_id, ideas in said.items()}
+    texts = {theme_id: [o.text for o in held] for theme_id, held in said.items()}
     members = {
-        theme_id: np.stack([o.vector for o in ideas]) if ideas else np.empty((0, 0))
-        for theme_id, ideas in said.items()
+        theme_id: np.stack([o.vector for o in held]) if held else np.empty((0, 0))
+        for theme_id, held in said.items()
     }
     fingerprints = {t.id: basis(of_theme[t.id]) for t in stale}
     current = {t.id: keys.open(group_id, t, "label") if t.label_sealed else None for t in stale}
@@ -427,7 +427,7 @@ def label_with_words(
     }
     # How many themes use each word: the "document frequency" of the key words' tf-idf.
     spread = Counter(
-        word for ideas in said.values() for word in labels.theme_words([o.words for o in ideas])
+        word for held in said.values() for word in labels.theme_words([o.words for o in held])
     )
     stopwords = contract.rules(language).stopwords
     candidates: dict[str, list[str]] = {}
