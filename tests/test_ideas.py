@@ -678,6 +678,23 @@ def test_a_draft_of_many_ideas_is_updated_with_the_last_ones(assisted, model):
     assert len(model.received) == 5
 
 
+def test_once_the_plan_has_four_actions_an_update_writes_none(assisted, model):
+    """A fifth action would be cut: the update then only labels (most of its tokens saved)."""
+    circle = _ready(assisted)
+    for n, text in enumerate(MORE_IDEAS):
+        _note(circle, circle.consultants[n % 3], text)
+    model.reply(_draft([["I1"], ["I2"], ["I3"], ["I4"]]))
+    full = assisted.ok("POST", circle.path("/synthesis"), circle.client[1])
+    assert len(full["actions"]) == 4
+    _note(circle, circle.consultants[0], "Tu pourrais aussi automatiser l'export des chiffres.")
+    model.reply(json.dumps({"labels": [], "actions": []}))
+    updated = assisted.ok("POST", circle.path("/synthesis"), circle.client[1])
+    assert updated["current"]
+    assert updated["actions"] == full["actions"]
+    schema = model.received[1].body["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["actions"]["maxItems"] == 0
+
+
 LATE_IDEAS = (
     "Tu pourrais aussi automatiser l'export des chiffres.",
     "Et garde une trace de ce que tu délègues.",

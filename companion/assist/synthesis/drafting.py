@@ -69,7 +69,10 @@ UPDATE_SHARE_ENDED = 0.6
 
 
 def answer_schema(
-    unlabelled: Sequence[int], refs: Sequence[str], model: type[ModelDraft] = ModelDraft
+    unlabelled: Sequence[int],
+    refs: Sequence[str],
+    model: type[ModelDraft] = ModelDraft,
+    actions_at_most: int | None = None,
 ) -> type[ModelDraft]:
     """ModelDraft, with a JSON schema narrowed to this run: labels only for the `unlabelled`
     themes, citations only of known refs, one to CITE_AT_MOST each. A server that decodes under
@@ -88,6 +91,8 @@ def answer_schema(
             defs[name]["properties"]["ideas"].update(
                 items={"type": "string", "enum": list(refs)}, minItems=1, maxItems=CITE_AT_MOST
             )
+        if actions_at_most is not None:
+            schema["properties"]["actions"]["maxItems"] = actions_at_most
         if model is ModelUpdate:  # the update writes no question: not even an empty list
             del schema["properties"]["questions"]
             schema["required"] = [r for r in schema.get("required", []) if r != "questions"]
@@ -379,7 +384,10 @@ def compose_update(
         new=", ".join(refs[i.id] for i in new),
         themes=_to_label(found, unlabelled),
     )
-    schema = answer_schema(unlabelled, [refs[i.id] for i in new], ModelUpdate)
+    # A plan that already has MAX_ACTIONS keeps them: an action written now would be cut, and
+    # it is most of the update's tokens.
+    room = min(1, MAX_ACTIONS - len(previous.actions))
+    schema = answer_schema(unlabelled, [refs[i.id] for i in new], ModelUpdate, max(room, 0))
     answer = gateway.complete(
         group, PURPOSE, [Message("user", f"{_head(found)}\n{task}")], schema, progress=progress
     )
