@@ -40,11 +40,6 @@ READY_LINE = "companion-llm listening "
 KEY_ENV = "COMPANION_LLM_SERVER_KEY"  # the child's API key, from its parent (not a setting)
 LOAD_TIMEOUT_S = 180.0  # assembling is done before; this is the load of the weights alone
 CACHE_RAM_MIB = 1024  # llama.cpp's host-RAM prompt cache (its default is 8 GiB)
-# Tokens of a prompt read between two looks at the server's queue, where a call given up is
-# dropped: with llama.cpp's default (2048) a call hung up while its prompt was read held the
-# server 30-35 s more, with 256 3-4 s; reading 1,200 tokens took as long (17-18 s on 2 cores;
-# 128: 22-24 s).
-PROMPT_BATCH = 256
 STDERR_TAIL = 40  # lines of the server's log kept to explain a failed start
 
 
@@ -337,8 +332,6 @@ def serve_forever(
     params.endpoint_props = False
     params.endpoint_metrics = False
     params.cache_ram_mib = CACHE_RAM_MIB
-    params.n_batch = PROMPT_BATCH
-    params.n_ubatch = min(params.n_ubatch, PROMPT_BATCH)
     if api_key:
         params.api_keys = [api_key]
     server = xllamacpp.Server(params)

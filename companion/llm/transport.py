@@ -4,114 +4,18 @@
 host once, has the policy check every address, then connects to a checked address (never to
 the name, so a second DNS answer cannot slip a public address in). The client built here does
 not follow redirects and ignores proxy settings from the environment.
-
-Its connections can also be hung up from another thread (`hangup`): a local server reading a
-long prompt sends nothing for seconds, so a call given up would otherwise hold the server until
-its first chunk.
 """
 
 from __future__ import annotations
 
-import socket
 import ssl
-import threading
-from collections.abc import Collection, Iterable, Iterator
-from contextlib import contextmanager, suppress
-from typing import Any
+from collections.abc import Collection, Iterable
 
 import httpcore
 import httpx
 
 from companion.llm.policy import Resolver, decide, system_resolver
 from companion.method.policy import Policy
-
-
-class Hangup:
-    """Lets another thread end the model calls one thread makes while this is held (`hangup`):
-    the read under way, or the next one, raises the reason given, and the connection is shut,
-    so that the server sees its client gone and stops working on the call."""
-
-    def __init__(self) -> None:
-        self.reason: Exception | None = None
-        self._reading: httpcore.NetworkStream | None = None
-        self._lock = threading.Lock()
-
-    def __call__(self, reason: Exception) -> None:
-        with self._lock:
-            self.reason = reason
-            stream = self._reading
-        if stream is not None:
-            sock = stream.get_extra_info("socket")
-            if isinstance(sock, socket.socket):
-                with suppress(OSError):  # already closed: nothing to end
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def read(self, stream: httpcore.NetworkStream, max_bytes: int, timeout: float | None) -> bytes:
-        with self._lock:
-            if self.reason is not None:
-                raise self.reason
-            self._reading = stream
-        try:
-            data = stream.read(max_bytes, timeout)
-        except Exception:
-            reason = self._ended()
-            if reason is not None:
-                raise reason from None
-            raise
-        reason = self._ended()
-        if reason is not None:
-            raise reason
-        return data
-
-    def _ended(self) -> Exception | None:
-        with self._lock:
-            self._reading = None
-            return self.reason
-
-
-_held = threading.local()  # .hangup: the Hangup of this thread's calls, while one is held
-
-
-@contextmanager
-def hangup() -> Iterator[Hangup]:
-    """The model calls this thread makes inside the block can be ended by calling what it
-    yields, from any thread."""
-    held = Hangup()
-    _held.hangup = held
-    try:
-        yield held
-    finally:
-        _held.hangup = None
-
-
-class _Watched(httpcore.NetworkStream):
-    """A connection whose reads go through the reading thread's Hangup, if it holds one."""
-
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        held: Hangup | None = getattr(_held, "hangup", None)
-        if held is None:
-            return self._inner.read(max_bytes, timeout)
-        return held.read(self._inner, max_bytes, timeout)
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, timeout)
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        return _Watched(self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
 
 
 class GuardedBackend(httpcore.NetworkBackend):
@@ -142,9 +46,7 @@ class GuardedBackend(httpcore.NetworkBackend):
         failure: Exception | None = None
         for address in addresses:
             try:
-                return _Watched(
-                    self.inner.connect_tcp(address, port, timeout, local_address, options)
-                )
+                return self.inner.connect_tcp(address, port, timeout, local_address, options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
         assert failure is not None  # decide() never returns an empty list

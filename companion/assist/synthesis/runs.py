@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 
 from companion.llm.errors import ModelError
 from companion.llm.gateway import Progress
-from companion.llm.transport import Hangup, hangup
 from companion.locks import SessionLocks
 from companion.method.phases import Phase
 from companion.store.models import Note, TranscriptSegment, utcnow
@@ -24,7 +23,6 @@ compose_lock = SessionLocks()
 _written: dict[str, int] = {}  # session id -> chunks the model has streamed in the run under way
 _started: dict[str, datetime] = {}  # session id -> when the run under way started
 _abandon: set[str] = set()  # runs under way to give up at their next chunk
-_hangups: dict[str, Hangup] = {}  # session id -> ends the model call of its run under way
 
 
 class DraftSuperseded(ModelError):
@@ -38,29 +36,21 @@ class DraftSuperseded(ModelError):
 @contextmanager
 def under_way(session_id: str) -> Iterator[Progress]:
     """Marks a run of the session as under way; yields the progress the model's stream calls,
-    which counts its chunks and raises DraftSuperseded once the run is given up. A run given
-    up before its first chunk (the model still reading its prompt) has its call hung up."""
+    which counts its chunks and raises DraftSuperseded once the run is given up."""
     _written[session_id] = 0
     _started[session_id] = utcnow()
 
     def progress(chunks: int) -> None:
         _written[session_id] = chunks
         if session_id in _abandon:
-            raise _superseded()
+            raise DraftSuperseded("Newer ideas came before the end of phase 4: drafting again.")
 
     try:
-        with hangup() as hang:
-            _hangups[session_id] = hang
-            yield progress
+        yield progress
     finally:
         _written.pop(session_id, None)
         _started.pop(session_id, None)
-        _hangups.pop(session_id, None)
         _abandon.discard(session_id)
-
-
-def _superseded() -> DraftSuperseded:
-    return DraftSuperseded("Newer ideas came before the end of phase 4: drafting again.")
 
 
 def writing(session_id: str) -> int | None:
@@ -92,7 +82,4 @@ def abandon_if_stale(session_id: str, newest: datetime | None) -> bool:
     if started is None or newest is None or newest <= started:
         return False
     _abandon.add(session_id)
-    hang = _hangups.get(session_id)
-    if hang is not None:
-        hang(_superseded())
     return True
