@@ -16,6 +16,10 @@ nothing), on the CPU threads the settings give. Printed, per language and voice:
   in the view, how many undecided, and the recall and precision of the advice and judgment
   flags against the labels (target 0.9 / 0.9, with the model's review).
 
+With `--review`, the clarity view is also made as the service makes it with a model: the
+questions no cue decides (undecided turns included) reviewed by the model, one call a
+consultation with its exposé as heard (local model unless COMPANION_LLM_BASE_URL is set).
+
 Held-out: only figures are printed, never the texts.
 """
 
@@ -34,8 +38,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from bench.eval.run import EvalGroup, _state  # the service's own model set-up
 from bench.live import wer  # the same word error rate as the live bench
-from companion.assist import clarity
+from companion.assist import clarity, clarity_review
 from companion.config import Settings
 from companion.method.phases import Language
 from companion.speech.model import resolve
@@ -92,14 +97,32 @@ def heard(transcriber: WhisperTranscriber, path: Path, language: Language) -> tu
     return " ".join(s.text for s in segments).strip(), time.perf_counter() - started
 
 
-def flag_scores(turns: list[tuple[str, str]], language: Language) -> dict[str, float]:
+def _utterances(turns: list[tuple[str, str]]) -> list[clarity.Utterance]:
+    return [clarity.Utterance(f"t{n}", "consultant", text) for n, (text, _) in enumerate(turns)]
+
+
+def reviewed(
+    gateway: Any, language: Language, exposé: str, turns: list[tuple[str, str]]
+) -> dict[str, clarity.Reviewed]:
+    """The model's reviews of the questions of one consultation's turns that no cue decides,
+    by question key, as the service stores them; one call."""
+    questions = clarity.undecided(_utterances(turns), language)
+    if not questions:
+        return {}
+    batch = clarity_review.review(gateway, EvalGroup(), language, [exposé], questions)
+    return {clarity.question_key(questions[i]): r for i, r in batch.reviews.items()}
+
+
+def flag_scores(
+    turns: list[tuple[str, str]],
+    language: Language,
+    reviews: dict[str, clarity.Reviewed] | None = None,
+) -> dict[str, float]:
     """Recall and precision of the advice and judgment flags over heard turns (text, label),
     each turn flagged when any of its entries in the clarity view is; and how many were
     undecided or missing from the view."""
-    utterances = [
-        clarity.Utterance(f"t{n}", "consultant", text) for n, (text, _) in enumerate(turns)
-    ]
-    view = clarity.analyse([], utterances, language)
+    utterances = _utterances(turns)
+    view = clarity.analyse([], utterances, language, reviewed=reviews)
     by_turn: dict[str, list[clarity.Flag]] = {}
     for flag in view.questions:
         by_turn.setdefault(flag.source_id, []).append(flag)
@@ -118,16 +141,22 @@ def flag_scores(turns: list[tuple[str, str]], language: Language) -> dict[str, f
     }
 
 
-def run(language: Language, voice: str, cases: list[dict[str, Any]], tmp: Path) -> None:
+def run(
+    language: Language, voice: str, cases: list[dict[str, Any]], tmp: Path, gateway: Any = None
+) -> None:
     transcriber = WhisperTranscriber(resolve(Settings(data_dir=tmp)))
     errors, factors, short, empty, asked = [], [], [], 0, 0
     turns: list[tuple[str, str]] = []
     typed: list[tuple[str, str]] = []
+    by_model: dict[str, dict[str, clarity.Reviewed]] = {"typed": {}, "spoken": {}}
+    calls, model_s = 0, 0.0
     for n, case in enumerate(cases):
         seconds = say(case["expose"], voice, tmp / f"expose{n}.wav")
-        text, took = heard(transcriber, tmp / f"expose{n}.wav", language)
-        errors.append(wer(words(case["expose"]), words(text)))
+        exposé, took = heard(transcriber, tmp / f"expose{n}.wav", language)
+        errors.append(wer(words(case["expose"]), words(exposé)))
         factors.append(took / seconds)
+        spoken_turns: list[tuple[str, str]] = []
+        typed_turns: list[tuple[str, str]] = []
         for m, question in enumerate(case["clarification"]):
             path = tmp / f"q{n}-{m}.wav"
             seconds = say(question["text"], voice, path)
@@ -135,8 +164,16 @@ def run(language: Language, voice: str, cases: list[dict[str, Any]], tmp: Path) 
             short.append(took / seconds)
             asked += 1
             empty += not text
-            turns.append((text, question["label"]))
-            typed.append((question["text"], question["label"]))
+            spoken_turns.append((text, question["label"]))
+            typed_turns.append((question["text"], question["label"]))
+        turns += spoken_turns
+        typed += typed_turns
+        if gateway is not None:
+            started = time.perf_counter()
+            by_model["typed"] |= reviewed(gateway, language, case["expose"], typed_turns)
+            by_model["spoken"] |= reviewed(gateway, language, exposé, spoken_turns)
+            calls += 2
+            model_s += time.perf_counter() - started
     spoken, written = flag_scores(turns, language), flag_scores(typed, language)
     print(
         f"  {language} voice {voice} ({len(cases)} consultations): exposé WER median "
@@ -151,19 +188,37 @@ def run(language: Language, voice: str, cases: list[dict[str, Any]], tmp: Path) 
             f"precision {scores['precision']:.2f}; turns missing from the view "
             f"{scores['missing']:.0f}, undecided entries {scores['undecided']:.0f}"
         )
+    if gateway is None:
+        return
+    print(f"    the model's review: {calls} calls, {model_s / max(calls, 1):.1f} s a call")
+    for name, (said, reviews) in {
+        "typed": (typed, by_model["typed"]),
+        "spoken": (turns, by_model["spoken"]),
+    }.items():
+        scores = flag_scores(said, language, reviews)
+        print(
+            f"    clarity, {name} (cues + the model's review): advice+judgment recall "
+            f"{scores['recall']:.2f}, precision {scores['precision']:.2f}; turns missing from "
+            f"the view {scores['missing']:.0f}, undecided entries {scores['undecided']:.0f}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--limit", type=int, default=None, help="consultations a language")
+    parser.add_argument("--review", action="store_true", help="also with the model's review")
     args = parser.parse_args()
+    state = _state() if args.review else None
+    gateway = state.llm() if state is not None else None
     print("held-out consultations, spoken (espeak-ng) and heard (the uploads' decoding)")
     for language in Language:
         path = HERE / f"heldout_consultations.{language}.json"
         cases = json.loads(path.read_text(encoding="utf-8"))[: args.limit]
         for voice in voices(language):
             with tempfile.TemporaryDirectory(prefix="speech-eval-") as tmp:
-                run(language, voice, cases, Path(tmp))
+                run(language, voice, cases, Path(tmp), gateway)
+    if state is not None:
+        state.close()
 
 
 if __name__ == "__main__":

@@ -386,8 +386,8 @@ def compose_update(
     )
     # A plan that already has MAX_ACTIONS keeps them: an action written now would be cut, and
     # it is most of the update's tokens.
-    room = min(1, MAX_ACTIONS - len(previous.actions))
-    schema = answer_schema(unlabelled, [refs[i.id] for i in new], ModelUpdate, max(room, 0))
+    room = 1 if len(previous.actions) < MAX_ACTIONS else 0
+    schema = answer_schema(unlabelled, [refs[i.id] for i in new], ModelUpdate, room)
     answer = gateway.complete(
         group, PURPOSE, [Message("user", f"{_head(found)}\n{task}")], schema, progress=progress
     )
