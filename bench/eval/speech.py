@@ -105,12 +105,17 @@ def reviewed(
     gateway: Any, language: Language, exposé: str, turns: list[tuple[str, str]]
 ) -> dict[str, clarity.Reviewed]:
     """The model's reviews of the questions of one consultation's turns that no cue decides,
-    by question key, as the service stores them; one call."""
+    by question key, as the service stores them: one call, and one more for the questions its
+    answer left out (the service tries those again after COMPANION_ASSIST_RETRY_S)."""
+    found: dict[str, clarity.Reviewed] = {}
     questions = clarity.undecided(_utterances(turns), language)
-    if not questions:
-        return {}
-    batch = clarity_review.review(gateway, EvalGroup(), language, [exposé], questions)
-    return {clarity.question_key(questions[i]): r for i, r in batch.reviews.items()}
+    for _attempt in range(2):
+        if not questions:
+            break
+        batch = clarity_review.review(gateway, EvalGroup(), language, [exposé], questions)
+        found |= {clarity.question_key(questions[i]): r for i, r in batch.reviews.items()}
+        questions = [q for i, q in enumerate(questions) if i not in batch.reviews]
+    return found
 
 
 def flag_scores(
@@ -190,7 +195,10 @@ def run(
         )
     if gateway is None:
         return
-    print(f"    the model's review: {calls} calls, {model_s / max(calls, 1):.1f} s a call")
+    print(
+        f"    the model's review: {calls} reviews (typed and spoken, a consultation each), "
+        f"{model_s / max(calls, 1):.1f} s each (with the second call where one was needed)"
+    )
     for name, (said, reviews) in {
         "typed": (typed, by_model["typed"]),
         "spoken": (turns, by_model["spoken"]),
