@@ -18,7 +18,8 @@ nothing), on the CPU threads the settings give. Printed, per language and voice:
 
 With `--review`, the clarity view is also made as the service makes it with a model: the
 questions no cue decides (undecided turns included) reviewed by the model, one call a
-consultation with its exposé as heard (local model unless COMPANION_LLM_BASE_URL is set).
+consultation with its exposé as heard and one more for the questions its answer left out
+(local model unless COMPANION_LLM_BASE_URL is set).
 
 Held-out: only figures are printed, never the texts.
 """
@@ -153,7 +154,8 @@ def run(
     errors, factors, short, empty, asked = [], [], [], 0, 0
     turns: list[tuple[str, str]] = []
     typed: list[tuple[str, str]] = []
-    by_model: dict[str, dict[str, clarity.Reviewed]] = {"typed": {}, "spoken": {}}
+    typed_reviews: dict[str, clarity.Reviewed] = {}
+    spoken_reviews: dict[str, clarity.Reviewed] = {}
     calls, model_s = 0, 0.0
     for n, case in enumerate(cases):
         seconds = say(case["expose"], voice, tmp / f"expose{n}.wav")
@@ -175,8 +177,8 @@ def run(
         typed += typed_turns
         if gateway is not None:
             started = time.perf_counter()
-            by_model["typed"] |= reviewed(gateway, language, case["expose"], typed_turns)
-            by_model["spoken"] |= reviewed(gateway, language, exposé, spoken_turns)
+            typed_reviews |= reviewed(gateway, language, case["expose"], typed_turns)
+            spoken_reviews |= reviewed(gateway, language, exposé, spoken_turns)
             calls += 2
             model_s += time.perf_counter() - started
     spoken, written = flag_scores(turns, language), flag_scores(typed, language)
@@ -199,10 +201,10 @@ def run(
         f"    the model's review: {calls} reviews (typed and spoken, a consultation each), "
         f"{model_s / max(calls, 1):.1f} s each (with the second call where one was needed)"
     )
-    for name, (said, reviews) in {
-        "typed": (typed, by_model["typed"]),
-        "spoken": (turns, by_model["spoken"]),
-    }.items():
+    for name, said, reviews in (
+        ("typed", typed, typed_reviews),
+        ("spoken", turns, spoken_reviews),
+    ):
         scores = flag_scores(said, language, reviews)
         print(
             f"    clarity, {name} (cues + the model's review): advice+judgment recall "
@@ -219,14 +221,16 @@ def main() -> None:
     state = _state() if args.review else None
     gateway = state.llm() if state is not None else None
     print("held-out consultations, spoken (espeak-ng) and heard (the uploads' decoding)")
-    for language in Language:
-        path = HERE / f"heldout_consultations.{language}.json"
-        cases = json.loads(path.read_text(encoding="utf-8"))[: args.limit]
-        for voice in voices(language):
-            with tempfile.TemporaryDirectory(prefix="speech-eval-") as tmp:
-                run(language, voice, cases, Path(tmp), gateway)
-    if state is not None:
-        state.close()
+    try:
+        for language in Language:
+            path = HERE / f"heldout_consultations.{language}.json"
+            cases = json.loads(path.read_text(encoding="utf-8"))[: args.limit]
+            for voice in voices(language):
+                with tempfile.TemporaryDirectory(prefix="speech-eval-") as tmp:
+                    run(language, voice, cases, Path(tmp), gateway)
+    finally:
+        if state is not None:
+            state.close()
 
 
 if __name__ == "__main__":
