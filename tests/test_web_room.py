@@ -45,6 +45,8 @@ def test_the_room_follows_the_roles(api: Api) -> None:
 
     phase = consultant.get(_room(circle, "/panels/phase")).text
     assert "/phases/synthesis/start" not in phase
+    assert "Entre deux phases : la suivante est « Synthèse et plan d&#39;action »." in phase
+    assert "pas encore commencé" not in phase
     assert "/phases/synthesis/start" in facilitator.get(_room(circle, "/panels/phase")).text
     ideas = consultant.get(_room(circle, "/panels/ideas")).text
     assert "une semaine sur deux" in ideas
