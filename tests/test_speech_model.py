@@ -15,6 +15,7 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select
@@ -23,10 +24,11 @@ from sqlalchemy.orm import Session
 from api.main import create_app
 from companion.config import Settings
 from companion.speech import model as speech_model
+from companion.speech import transcriber
 from companion.speech.model import ModelUnavailable, bundled_model_dir, resolve
-from companion.speech.transcriber import Segment, WhisperTranscriber, drop_loops
+from companion.speech.transcriber import Segment, WhisperTranscriber, drop_loops, pass_tokens
 from companion.store.models import TranscriptionJob, TranscriptSegment, utcnow
-from tests.speech_audio import needs_speech_tools, speak, wait_for_job
+from tests.speech_audio import needs_speech_tools, speak, wait_for_job, wav_bytes
 from tests.world import Api, Circle, wait_until
 
 FRENCH = (
@@ -178,6 +180,90 @@ def test_the_bundled_model_transcribes_speech(tmp_path, model_cache, language, f
     heard = _words(" ".join(s.text for s in segments))
     assert all(w in heard for w in words), heard
     assert all(0 <= s.start < s.end <= 12 for s in segments)
+
+
+class _Spied:
+    """The loaded model's CTranslate2 generator, its calls' length bounds noted and, when
+    `doubt` is set, each result's no-speech probability raised to it."""
+
+    def __init__(self, inner: object, doubt: float | None = None) -> None:
+        self.inner, self.doubt, self.bounds = inner, doubt, []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def generate(self, *args, **kw):
+        self.bounds.append(kw["max_length"])
+        results = self.inner.generate(*args, **kw)
+        if self.doubt is None:
+            return results
+        return [_Doubted(r, self.doubt) for r in results]
+
+
+class _Doubted:
+    def __init__(self, result: object, no_speech_prob: float) -> None:
+        self.result, self.no_speech_prob = result, no_speech_prob
+        self.sequences_ids, self.scores = result.sequences_ids, [-1.5]  # a poor hearing
+
+
+def test_a_window_writes_at_most_what_its_audio_can_hold():
+    assert pass_tokens(2.0) == 36  # ten tokens a second, and a margin for the timestamps
+    assert pass_tokens(12.5) == 141
+    assert pass_tokens(30.0) is None  # windows of longer audio: faster-whisper's own bound
+
+
+def test_a_wav_file_is_read_here_like_a_stream(tmp_path):
+    path = tmp_path / "tone.wav"
+    path.write_bytes(wav_bytes(1.0))
+    samples = transcriber.pcm_samples(str(path), 16000)
+    assert isinstance(samples, np.ndarray)
+    assert samples.shape == (16000,)
+
+
+@needs_speech_tools
+@pytest.mark.parametrize(
+    ("language", "text", "words"),
+    [
+        ("fr", "As-tu parlé de ce problème avec ton équipe ?", ("problème", "équipe")),
+        ("en", "Have you talked to your team about this problem?", ("team", "problem")),
+    ],
+)
+def test_a_question_said_alone_is_heard_in_a_short_window(
+    tmp_path, model_cache, monkeypatch, language, text, words
+):
+    clip = speak(text, language, tmp_path / "question", "wav")
+    seconds = (clip.stat().st_size - 44) / 32000
+    whisper = WhisperTranscriber(resolve(_settings(tmp_path, model_cache)))
+    model = transcriber._load(whisper.spec)
+    encoded: list[int] = []
+    encode = model.encode
+    monkeypatch.setattr(model, "encode", lambda f: encoded.append(f.shape[-1]) or encode(f))
+    spied = _Spied(model.model)
+    monkeypatch.setattr(model, "model", spied)
+    segments = list(whisper.transcribe(str(clip), language))
+    assert len(segments) == 1
+    assert segments[0].start == 0.0
+    assert segments[0].end == pytest.approx(seconds, abs=0.01)
+    heard = _words(segments[0].text)
+    assert all(w in heard for w in words), heard
+    # Half of Whisper's 30-s window, and a decoding bounded by the question's length, so a
+    # loop cannot run on to 448 tokens.
+    assert encoded == [1500]
+    assert spied.bounds
+    assert all(b <= 4 + pass_tokens(seconds) for b in spied.bounds)
+
+
+@needs_speech_tools
+def test_speech_the_voice_detector_heard_is_kept_when_the_model_doubts(
+    tmp_path, model_cache, monkeypatch
+):
+    clip = speak("Bonjour, je voudrais parler de mon équipe.", "fr", tmp_path / "q", "wav")
+    whisper = WhisperTranscriber(resolve(_settings(tmp_path, model_cache)))
+    model = transcriber._load(whisper.spec)
+    monkeypatch.setattr(model, "model", _Spied(model.model, doubt=0.9))
+    assert list(whisper.transcribe(str(clip), "fr"))  # the detector found speech: kept
+    # Heard without the detector (the second try after it found none), the doubt decides.
+    assert list(whisper.transcribe(str(clip), "fr", vad=False)) == []
 
 
 @needs_speech_tools

@@ -16,6 +16,7 @@ import threading
 import wave
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 import numpy as np
@@ -30,6 +31,22 @@ LOOP_RUN = 3  # the same text this many times in a row is a decoding loop, not s
 WHISPER_FRAMES = 3000  # 30 s of features: the longest input of Whisper's encoder
 DRAFT_PAD_S = 1.0  # silence after a draft's audio, so that its last word is heard to its end
 DRAFT_TOKENS_PER_S = 10  # a draft's longest text: twice and more the pace of speech
+# A pass over audio shorter than Whisper's window writes at most this many tokens a second of
+# it, plus a margin for the timestamps: a 2-s question Whisper hears as a loop wrote 400
+# tokens (twice, with the fallback) and took 3-5 times its length (issue 13).
+PASS_TOKENS_PER_S = 10
+PASS_TOKENS_MARGIN = 16
+WINDOW_S = 30.0
+SHORT_S = 10.0  # audio up to this long (and no word timestamps asked) is heard by _short
+# What _short pads a short recording to: over the recording's own length the encoder lost
+# words (English questions said alone: WER 0.15 against 0.11 in a 30-s window), from 15 s on
+# it hears them as well (0.12), at half the encoder's cost.
+SHORT_WINDOW_S = 15.0
+MAX_SHORT_TOKENS = 220  # within Whisper's 448 with any prompt
+# faster-whisper's guards, as the passes set them
+COMPRESSION_MAX = 2.4
+LOGPROB_MIN = -1.0
+NO_SPEECH_MIN = 0.6
 # A window that fails the guards is decoded once more, warmer: faster-whisper's six steps
 # (0.0 to 1.0) made poorly heard French take 0.76 of its length (issue 13); two bound it.
 FALLBACK_TEMPERATURES = (0.0, 0.4)
@@ -74,7 +91,14 @@ def pcm_samples(audio: str | BinaryIO, rate: int) -> np.ndarray | str | BinaryIO
     faster-whisper's own decoding ends with a full garbage collection (against a leak of its
     resampler): in a service holding models and caches that stops every thread for tens to
     hundreds of milliseconds, and live mode decodes a window every few seconds per stream."""
-    if isinstance(audio, str) or not audio.seekable():
+    if isinstance(audio, str):
+        try:
+            with Path(audio).open("rb") as f:
+                read = pcm_samples(f, rate)
+        except OSError:
+            return audio
+        return read if isinstance(read, np.ndarray) else audio
+    if not audio.seekable():
         return audio
     start = audio.tell()
     try:
@@ -171,18 +195,24 @@ class WhisperTranscriber:
         if self.greedy:
             yield from _draft(model, audio, language)
             return
+        rate = model.feature_extractor.sampling_rate  # type: ignore[attr-defined]
+        samples = _samples(audio, rate)
+        if not words and samples.size / rate <= SHORT_S:
+            yield from _short(model, samples, language, self.spec.beam_size, vad=vad)
+            return
         try:
             raw, _info = model.transcribe(  # type: ignore[attr-defined]
-                pcm_samples(audio, model.feature_extractor.sampling_rate),  # type: ignore[attr-defined]
+                samples,
                 language=language,
                 task="transcribe",
-                compression_ratio_threshold=2.4,
-                log_prob_threshold=-1.0,
-                no_speech_threshold=0.6,
+                compression_ratio_threshold=COMPRESSION_MAX,
+                log_prob_threshold=LOGPROB_MIN,
+                no_speech_threshold=NO_SPEECH_MIN,
                 vad_filter=vad,
+                max_new_tokens=pass_tokens(samples.size / rate),
                 **self._decoding(words),
             )
-        except Exception as exc:  # decoding starts here: av raises on what it cannot read
+        except Exception as exc:
             raise AudioUndecodable(f"The recording could not be decoded ({exc}).") from exc
         texts = (
             Segment(
@@ -196,41 +226,130 @@ class WhisperTranscriber:
         yield from drop_loops(s for s in texts if s.text)
 
 
-def _draft(model: Any, audio: str | BinaryIO, language: str) -> Iterator[Segment]:
-    """One greedy segment over the whole audio (at most 30 s), the encoder over its length."""
-    from faster_whisper.audio import decode_audio  # type: ignore[import-untyped]
-    from faster_whisper.tokenizer import Tokenizer  # type: ignore[import-untyped]
-    from faster_whisper.transcribe import get_suppressed_tokens  # type: ignore[import-untyped]
-    from faster_whisper.vad import VadOptions, get_speech_timestamps  # type: ignore[import-untyped]
+def pass_tokens(seconds: float) -> int | None:
+    """The most tokens a window of a pass may write: bounded by the audio's length when it is
+    shorter than a window (then it is the only window), else faster-whisper's own bound."""
+    if seconds >= WINDOW_S:
+        return None
+    return round(PASS_TOKENS_PER_S * seconds) + PASS_TOKENS_MARGIN
 
-    rate = model.feature_extractor.sampling_rate
+
+def _samples(audio: str | BinaryIO, rate: int) -> np.ndarray:
+    """The recording as float samples at `rate`: a PCM WAV read here, anything else decoded."""
+    from faster_whisper.audio import decode_audio  # type: ignore[import-untyped]
+
     try:
         samples = pcm_samples(audio, rate)
         if not isinstance(samples, np.ndarray):
             samples = decode_audio(samples, sampling_rate=rate)
-    except Exception as exc:
+    except Exception as exc:  # av raises on what it cannot read
         raise AudioUndecodable(f"The recording could not be decoded ({exc}).") from exc
-    if not get_speech_timestamps(samples, VadOptions()):
+    return samples
+
+
+@dataclass(frozen=True)
+class _Heard:
+    """One decoding of a short recording: its text and faster-whisper's measures of it."""
+
+    text: str
+    logprob: float  # mean log probability of its tokens
+    no_speech: float  # the model's probability that the audio holds no speech
+
+    @property
+    def loops(self) -> bool:
+        from faster_whisper.transcribe import get_compression_ratio  # type: ignore[import-untyped]
+
+        return bool(get_compression_ratio(self.text) > COMPRESSION_MAX)
+
+
+class _Window:
+    """A recording shorter than Whisper's window, encoded over its own length plus silence (a
+    second at least, so that its last word is heard to its end; up to `at_least_s` in all)
+    rather than padded to 30 s: CTranslate2 takes the shorter input, and the encoder's cost
+    falls with it."""
+
+    def __init__(
+        self, model: Any, samples: np.ndarray, language: str, *, at_least_s: float = 0.0
+    ) -> None:
+        from faster_whisper.tokenizer import Tokenizer  # type: ignore[import-untyped]
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        rate = model.feature_extractor.sampling_rate
+        self.model = model
+        self.seconds = samples.size / rate
+        pad = max(DRAFT_PAD_S, at_least_s - self.seconds)
+        padded = np.concatenate([samples, np.zeros(round(pad * rate), np.float32)])
+        features = model.feature_extractor(padded)
+        frames = min(features.shape[-1] // 2 * 2, WHISPER_FRAMES)  # the encoder halves its input
+        self.encoded = model.encode(features[:, :frames])
+        self.tokenizer = Tokenizer(
+            model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language
+        )
+        self.prompt = [*self.tokenizer.sot_sequence, self.tokenizer.no_timestamps]
+        self.suppressed = list(get_suppressed_tokens(self.tokenizer, [-1]))
+
+    def decode(self, new_tokens: int, **how: Any) -> _Heard:
+        """One generation of at most `new_tokens` tokens (`how`: beam or sampling)."""
+        result = self.model.model.generate(
+            self.encoded,
+            [self.prompt],
+            max_length=len(self.prompt) + new_tokens,  # a loop ends there
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=self.suppressed,
+            **how,
+        )[0]
+        tokens = result.sequences_ids[0]
+        logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)  # as faster-whisper does
+        return _Heard(self.tokenizer.decode(tokens).strip(), logprob, result.no_speech_prob)
+
+
+def _has_speech(samples: np.ndarray) -> bool:
+    from faster_whisper.vad import VadOptions, get_speech_timestamps  # type: ignore[import-untyped]
+
+    return bool(get_speech_timestamps(samples, VadOptions()))
+
+
+def _short(
+    model: Any, samples: np.ndarray, language: str, beam_size: int, *, vad: bool
+) -> Iterator[Segment]:
+    """A short recording (a question, a turn said alone) as one segment, by beam search over
+    the encoder run on SHORT_WINDOW_S rather than 30 s: for 1-4 s of speech this takes half the
+    time of a 30-s window, or less (bench/eval/speech.py, docs/transcription.md).
+
+    faster-whisper's guards, bounded: a text that loops (compresses too well) is decoded once
+    more, warmer, and the better of the two kept; a text heard with low confidence is kept as
+    it is (decoded again at random, poorly heard French came out no better and took twice as
+    long). When voice detection found speech, it is believed: the model's own no-speech guard
+    applies only to audio heard without it (it made a clear 5-second sentence 'no speech')."""
+    if vad and not _has_speech(samples):
         return
-    seconds = samples.size / rate
-    padded = np.concatenate([samples, np.zeros(round(DRAFT_PAD_S * rate), np.float32)])
-    features = model.feature_extractor(padded)
-    frames = min(features.shape[-1] // 2 * 2, WHISPER_FRAMES)  # the encoder halves its input
-    encoded = model.encode(features[:, :frames])
-    tokenizer = Tokenizer(
-        model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language
-    )
-    result = model.model.generate(
-        encoded,
-        [[*tokenizer.sot_sequence, tokenizer.no_timestamps]],
-        beam_size=1,
-        max_length=round(DRAFT_TOKENS_PER_S * seconds) + 8,  # a loop ends there
-        suppress_blank=True,
-        suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1])),
-    )[0]
-    text = tokenizer.decode(result.sequences_ids[0]).strip()
-    if text:
-        yield Segment(0.0, seconds, text)
+    window = _Window(model, samples, language, at_least_s=SHORT_WINDOW_S)
+    budget = pass_tokens(window.seconds) or MAX_SHORT_TOKENS
+    heard = window.decode(budget, beam_size=beam_size)
+    if heard.loops:
+        warmer = window.decode(
+            budget, beam_size=1, num_hypotheses=5, sampling_topk=0,
+            sampling_temperature=FALLBACK_TEMPERATURES[-1],
+        )  # fmt: skip
+        heard = min((heard, warmer), key=lambda h: (h.loops, -h.logprob))
+    if not vad and heard.no_speech > NO_SPEECH_MIN and heard.logprob < LOGPROB_MIN:
+        return
+    if heard.text:
+        yield Segment(0.0, window.seconds, heard.text)
+
+
+def _draft(model: Any, audio: str | BinaryIO, language: str) -> Iterator[Segment]:
+    """One greedy segment over the whole audio (at most 30 s), the encoder over its length."""
+    rate = model.feature_extractor.sampling_rate
+    samples = _samples(audio, rate)
+    if not _has_speech(samples):
+        return
+    window = _Window(model, samples, language)
+    heard = window.decode(round(DRAFT_TOKENS_PER_S * window.seconds) + 4, beam_size=1)
+    if heard.text:
+        yield Segment(0.0, window.seconds, heard.text)
 
 
 class ConfiguredWhisper:
