@@ -693,6 +693,9 @@ def test_once_the_plan_has_four_actions_an_update_writes_none(assisted, model):
     assert updated["actions"] == full["actions"]
     schema = model.received[1].body["response_format"]["json_schema"]["schema"]
     assert schema["properties"]["actions"]["maxItems"] == 0
+    asked = model.received[1].body["messages"][-1]["content"]
+    assert "une liste vide" in asked  # and not asked for a new action the schema forbids
+    assert "au plus une action nouvelle" not in asked
 
 
 LATE_IDEAS = (
@@ -721,6 +724,7 @@ def test_once_phase_4_has_ended_more_late_ideas_are_added_by_an_update(assisted,
     schema = model.received[1].body["response_format"]["json_schema"]["schema"]
     if ended:
         assert schema["properties"]["actions"]["maxItems"] == 1  # an addendum
+        assert "au plus une action nouvelle" in model.received[1].body["messages"][-1]["content"]
         assert made["actions"][:2] == full["actions"]
         assert [a["refs"] for a in made["actions"]][2] == ["I10"]
     else:

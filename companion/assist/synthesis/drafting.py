@@ -34,7 +34,7 @@ from companion.assist.synthesis.schemas import (
 from companion.llm.errors import ModelOutputInvalid
 from companion.llm.gateway import GroupRef, LLMGateway, Message, Progress, narrowed
 from companion.method.phases import Language
-from companion.prompts import prompt
+from companion.prompts import data, prompt
 
 MOST_CITED = 6  # beyond this a statement is marked `broad`: its citations say little
 # What the prompt asks and the answer's schema allows: every cited reference is ~4 tokens to
@@ -380,13 +380,14 @@ def compose_update(
     or repeating one of the draft's, is dropped; no retry (what the draft holds stands)."""
     refs = {i.id: i.ref for i in found.all_ideas}
     unlabelled = _update_labels(found, _unlabelled(found, previous.label_tried), new)
-    task = prompt("synthesis", "update", found.language).render(
-        new=", ".join(refs[i.id] for i in new),
-        themes=_to_label(found, unlabelled),
-    )
     # A plan that already has MAX_ACTIONS keeps them: an action written now would be cut, and
     # it is most of the update's tokens.
     room = 1 if len(previous.actions) < MAX_ACTIONS else 0
+    task = prompt("synthesis", "update", found.language).render(
+        new=", ".join(refs[i.id] for i in new),
+        themes=_to_label(found, unlabelled),
+        actions=data("synthesis", "update", found.language)["room" if room else "full"],
+    )
     schema = answer_schema(unlabelled, [refs[i.id] for i in new], ModelUpdate, room)
     answer = gateway.complete(
         group, PURPOSE, [Message("user", f"{_head(found)}\n{task}")], schema, progress=progress
