@@ -3,7 +3,8 @@
     python bench/eval/speech.py [--limit N]   # N consultations a language (default: all)
 
 Each held-out consultation (bench/eval/heldout_consultations.<lang>.json) is said by espeak-ng
-in its language (mbrola voices are used too where installed: `espeak-ng --voices=mb`), then
+in its language (mbrola voices are used too where installed: `espeak-ng --voices=mb`; Debian's
+`non-free` component has mbrola-fr1, mbrola-fr4, mbrola-en1, mbrola-us1), then
 heard by the service's transcriber with the uploads' decoding (beam search, the guards and
 their bounded fallback, the voice-activity filter, heard again without it when it finds
 nothing), on the CPU threads the settings give. Printed, per language and voice:
