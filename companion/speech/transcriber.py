@@ -36,13 +36,15 @@ DRAFT_TOKENS_PER_S = 10  # a draft's longest text: twice and more the pace of sp
 # tokens (twice, with the fallback) and took 3-5 times its length (issue 13).
 PASS_TOKENS_PER_S = 10
 PASS_TOKENS_MARGIN = 16
-WINDOW_S = 30.0
+# Up to this long, the bound (216 tokens at most) leaves room in Whisper's 448 for the longest
+# prompt faster-whisper gives a window (224 tokens of previous text and the start tokens);
+# longer audio keeps faster-whisper's own bound.
+BOUNDED_UNTIL_S = 20.0
 SHORT_S = 10.0  # audio up to this long (and no word timestamps asked) is heard by _short
 # What _short pads a short recording to: over the recording's own length the encoder lost
 # words (English questions said alone: WER 0.15 against 0.11 in a 30-s window), from 15 s on
 # it hears them as well (0.12), at half the encoder's cost.
 SHORT_WINDOW_S = 15.0
-MAX_SHORT_TOKENS = 220  # within Whisper's 448 with any prompt
 # faster-whisper's guards, as the passes set them
 COMPRESSION_MAX = 2.4
 LOGPROB_MIN = -1.0
@@ -228,9 +230,13 @@ class WhisperTranscriber:
 
 def pass_tokens(seconds: float) -> int | None:
     """The most tokens a window of a pass may write: bounded by the audio's length when it is
-    shorter than a window (then it is the only window), else faster-whisper's own bound."""
-    if seconds >= WINDOW_S:
-        return None
+    short (it is then heard in one window, or two when a segment runs over the first's end),
+    else faster-whisper's own bound."""
+    return None if seconds > BOUNDED_UNTIL_S else token_bound(seconds)
+
+
+def token_bound(seconds: float) -> int:
+    """The most tokens `seconds` of speech can need: twice and more the pace of speech."""
     return round(PASS_TOKENS_PER_S * seconds) + PASS_TOKENS_MARGIN
 
 
@@ -326,7 +332,7 @@ def _short(
     if vad and not _has_speech(samples):
         return
     window = _Window(model, samples, language, at_least_s=SHORT_WINDOW_S)
-    budget = pass_tokens(window.seconds) or MAX_SHORT_TOKENS
+    budget = token_bound(window.seconds)
     heard = window.decode(budget, beam_size=beam_size)
     if heard.loops:
         warmer = window.decode(
