@@ -7,6 +7,7 @@ directory), a handful of ten-second clips, and one kill-and-resume of a real wor
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import signal
 import subprocess
@@ -252,6 +253,26 @@ def test_a_question_said_alone_is_heard_in_a_short_window(
     assert encoded == [1500]
     assert spied.bounds
     assert all(b <= 4 + pass_tokens(seconds) for b in spied.bounds)
+
+
+def test_only_passes_without_word_times_are_bounded_by_their_length(
+    tmp_path, model_cache, monkeypatch
+):
+
+    whisper = WhisperTranscriber(resolve(_settings(tmp_path, model_cache)))
+    model = transcriber._load(whisper.spec)
+    asked: list[object] = []
+    transcribe = type(model).transcribe
+
+    def spied(self, audio, **kw):
+        asked.append(kw["max_new_tokens"])
+        return transcribe(self, audio, **kw)
+
+    monkeypatch.setattr(type(model), "transcribe", spied)
+    tone = wav_bytes(12.0, amplitude=0.1)  # over SHORT_S: faster-whisper's windows
+    list(whisper.transcribe(io.BytesIO(tone), "en", vad=False))
+    list(whisper.transcribe(io.BytesIO(tone), "en", vad=False, words=True))  # a live pass
+    assert asked == [pass_tokens(12.0), None]
 
 
 @needs_speech_tools
