@@ -203,7 +203,7 @@ class _Spied:
 
 class _Doubted:
     def __init__(self, result: object, no_speech_prob: float) -> None:
-        self.result, self.no_speech_prob = result, no_speech_prob
+        self.no_speech_prob = no_speech_prob
         self.sequences_ids, self.scores = result.sequences_ids, [-1.5]  # a poor hearing
 
 
@@ -258,7 +258,6 @@ def test_a_question_said_alone_is_heard_in_a_short_window(
 def test_only_passes_without_word_times_are_bounded_by_their_length(
     tmp_path, model_cache, monkeypatch
 ):
-
     whisper = WhisperTranscriber(resolve(_settings(tmp_path, model_cache)))
     model = transcriber._load(whisper.spec)
     asked: list[object] = []

@@ -30,12 +30,13 @@ log = logging.getLogger(__name__)
 LOOP_RUN = 3  # the same text this many times in a row is a decoding loop, not speech
 WHISPER_FRAMES = 3000  # 30 s of features: the longest input of Whisper's encoder
 DRAFT_PAD_S = 1.0  # silence after a draft's audio, so that its last word is heard to its end
-DRAFT_TOKENS_PER_S = 10  # a draft's longest text: twice and more the pace of speech
-# A pass over audio shorter than Whisper's window writes at most this many tokens a second of
-# it, plus a margin for the timestamps: a 2-s question Whisper hears as a loop wrote 400
-# tokens (twice, with the fallback) and took 3-5 times its length (issue 13).
-PASS_TOKENS_PER_S = 10
+# The longest text a second of speech can need: twice and more the pace of speech. A decoding
+# over short audio writes at most this many tokens a second of it, plus a margin (a pass's for
+# its timestamps): a 2-s question Whisper heard as a loop wrote 400 tokens (twice, with the
+# fallback) and took 3-5 times its length (issue 13).
+TOKENS_PER_S = 10
 PASS_TOKENS_MARGIN = 16
+DRAFT_TOKENS_MARGIN = 4
 # Up to this long, the bound (216 tokens at most) leaves room in Whisper's 448 for the longest
 # prompt faster-whisper gives a window (224 tokens of previous text and the start tokens);
 # longer audio keeps faster-whisper's own bound.
@@ -214,7 +215,7 @@ class WhisperTranscriber:
                 max_new_tokens=None if words else pass_tokens(samples.size / rate),
                 **self._decoding(words),
             )
-        except Exception as exc:
+        except Exception as exc:  # samples the model cannot take (decoding was _samples')
             raise AudioUndecodable(f"The recording could not be decoded ({exc}).") from exc
         texts = (
             Segment(
@@ -236,9 +237,9 @@ def pass_tokens(seconds: float) -> int | None:
     return None if seconds > BOUNDED_UNTIL_S else token_bound(seconds)
 
 
-def token_bound(seconds: float) -> int:
-    """The most tokens `seconds` of speech can need: twice and more the pace of speech."""
-    return round(PASS_TOKENS_PER_S * seconds) + PASS_TOKENS_MARGIN
+def token_bound(seconds: float, margin: int = PASS_TOKENS_MARGIN) -> int:
+    """The most tokens `seconds` of speech can need, and `margin`."""
+    return round(TOKENS_PER_S * seconds) + margin
 
 
 def _samples(audio: str | BinaryIO, rate: int) -> np.ndarray:
@@ -354,7 +355,7 @@ def _draft(model: Any, audio: str | BinaryIO, language: str) -> Iterator[Segment
     if not _has_speech(samples):
         return
     window = _Window(model, samples, language)
-    heard = window.decode(round(DRAFT_TOKENS_PER_S * window.seconds) + 4, beam_size=1)
+    heard = window.decode(token_bound(window.seconds, DRAFT_TOKENS_MARGIN), beam_size=1)
     if heard.text:
         yield Segment(0.0, window.seconds, heard.text)
 
